@@ -1,0 +1,75 @@
+/**
+ * Every failure a user can cause, as a tagged error whose message says what is wrong and what to do.
+ */
+import { Schema } from "effect"
+
+/** A run configuration (flags, `--set`, `--config` file) failed to decode. */
+export class InvalidConfig extends Schema.TaggedError<InvalidConfig>()("InvalidConfig", {
+  message: Schema.String
+}) {}
+
+/** A name (task, method, backend, experiment) is not one of the known ones. */
+export class UnknownName extends Schema.TaggedError<UnknownName>()("UnknownName", {
+  kind: Schema.String,
+  name: Schema.String,
+  allowed: Schema.Array(Schema.String)
+}) {
+  override get message() {
+    return `Unknown ${this.kind} "${this.name}". Allowed: ${this.allowed.join(", ")}.`
+  }
+}
+
+/** A tensor backend could not be initialized; `hint` says how to get it. */
+export class BackendUnavailable extends Schema.TaggedError<BackendUnavailable>()("BackendUnavailable", {
+  backend: Schema.String,
+  reason: Schema.String,
+  hint: Schema.String
+}) {
+  override get message() {
+    return `Backend "${this.backend}" is unavailable: ${this.reason}. ${this.hint}`
+  }
+}
+
+/** A NaN or Inf appeared: `quantity` at outer step `step`, with the last finite values seen. */
+export class Diverged extends Schema.TaggedError<Diverged>()("Diverged", {
+  step: Schema.Number,
+  quantity: Schema.String,
+  lastFinite: Schema.Record(Schema.String, Schema.Unknown)
+}) {
+  override get message() {
+    return `Run diverged at outer step ${this.step}: ${this.quantity} is not finite. ` +
+      `Last finite values: ${JSON.stringify(this.lastFinite)}. ` +
+      `Lower the step sizes (innerLr, outerLr) or the number of inner steps.`
+  }
+}
+
+/** A dataset file is missing, unreadable or malformed. */
+export class DatasetError extends Schema.TaggedError<DatasetError>()("DatasetError", {
+  file: Schema.String,
+  problem: Schema.String,
+  hint: Schema.String
+}) {
+  override get message() {
+    return `Dataset file ${this.file}: ${this.problem}. ${this.hint}`
+  }
+}
+
+/** Reading or writing a run directory failed. */
+export class RunRecordError extends Schema.TaggedError<RunRecordError>()("RunRecordError", {
+  path: Schema.String,
+  problem: Schema.String
+}) {
+  override get message() {
+    return `Run record ${this.path}: ${this.problem}`
+  }
+}
+
+/** An operation whose higher-order gradient is known to be wrong was used inside a differentiated objective. */
+export class UnsupportedOp extends Schema.TaggedError<UnsupportedOp>()("UnsupportedOp", {
+  op: Schema.String,
+  use: Schema.String
+}) {
+  override get message() {
+    return `The op "${this.op}" has no trustworthy second-order gradient on tfjs; use ${this.use} instead.`
+  }
+}
