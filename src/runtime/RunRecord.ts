@@ -8,7 +8,10 @@
  * Steps are appended as they happen, so a failed or killed run keeps everything up to its last step.
  */
 import { Effect, FileSystem, Schema } from "effect"
+import { Cost } from "../domain/Cost.ts"
 import { RunRecordError } from "../domain/errors.ts"
+
+export { Cost }
 
 export const RunInfo = Schema.Struct({
   task: Schema.String,
@@ -22,19 +25,6 @@ export const RunInfo = Schema.Struct({
   startedAt: Schema.String
 })
 export type RunInfo = typeof RunInfo.Type
-
-/** Solver cost of one hypergradient: what the strategy did, counted. */
-export const Cost = Schema.Struct({
-  /** LL steps taken forward. */
-  innerSteps: Schema.Number,
-  /** Steps the reverse pass differentiated through. */
-  reverseSteps: Schema.Number,
-  /** Hessian- or Jacobian-vector products of implicit strategies. */
-  hvps: Schema.Number,
-  /** Largest tfjs tensor memory seen while computing the hypergradient, in bytes. */
-  peakBytes: Schema.Number
-})
-export type Cost = typeof Cost.Type
 
 export const StepRecord = Schema.StructWithRest(
   Schema.Struct({

@@ -1,0 +1,29 @@
+/**
+ * The bilevel problem as data:
+ *
+ *     min_{x ∈ X} F(x, y)   subject to   y ∈ argmin_{y ∈ Y} f(x, y)
+ *
+ * Objectives return scalar tensors (rank 0).
+ *
+ * x (upper level, hyperparameters) and y (lower level, weights) are flat float32 vectors: every
+ * strategy (reverse adjoints, conjugate gradient, Neumann series) then works on plain vectors, and a
+ * model unflattens its weights with `slice`, whose derivatives of every order are exact.
+ *
+ * F and f must be built only from ops whose second derivative tfjs gets right (see
+ * `src/runtime/gradients.ts`): every hypergradient differentiates ∇_y f.
+ */
+import type * as tf from "@tensorflow/tfjs-core"
+
+/** A flat float32 vector (rank 1 by convention; tfjs types it as a plain Tensor). */
+export type Vector = tf.Tensor
+
+export interface BilevelProblem {
+  /** Upper-level objective F(x, y), e.g. the validation loss. */
+  readonly upper: (x: Vector, y: Vector) => tf.Tensor
+  /** Lower-level objective f(x, y), e.g. the training loss. */
+  readonly lower: (x: Vector, y: Vector) => tf.Tensor
+  /** Proj_X, the projection onto the UL feasible set; identity when absent. */
+  readonly projectX?: (x: Vector) => Vector
+  /** Proj_Y, the projection onto the LL feasible set; identity when absent. */
+  readonly projectY?: (y: Vector) => Vector
+}

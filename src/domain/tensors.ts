@@ -1,0 +1,39 @@
+/**
+ * Small tensor utilities every layer shares: scoped ownership, flat-vector algebra, host reads.
+ */
+import * as tf from "@tensorflow/tfjs-core"
+import { Effect, Exit } from "effect"
+
+/**
+ * Runs `self` inside a tfjs tensor scope: every tensor allocated while it runs is disposed when it
+ * ends, except those reachable from its result, which move to the enclosing scope. On failure
+ * everything allocated is released.
+ */
+export const tensorScope = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.suspend(() => {
+    tf.engine().startScope()
+    return self.pipe(
+      Effect.onExit((exit) =>
+        Effect.sync(() => tf.engine().endScope(Exit.isSuccess(exit) ? exit.value as tf.TensorContainer : undefined))
+      )
+    )
+  })
+
+/** ⟨a, b⟩ of two flat vectors. */
+export const dot = (a: tf.Tensor, b: tf.Tensor): tf.Scalar => tf.sum(tf.mul(a, b))
+
+/** Euclidean norm. */
+export const norm = (a: tf.Tensor): tf.Scalar => tf.sqrt(tf.sum(tf.square(a)))
+
+/** Reads a scalar tensor to the host (one device sync). */
+export const scalarValue = (t: tf.Tensor): number => t.dataSync()[0]!
+
+/** Reads a flat tensor to the host as plain numbers. */
+export const vectorValue = (t: tf.Tensor): Array<number> => Array.from(t.dataSync())
+
+/** Identity: the projection onto an unconstrained set. */
+export const identity = <T>(t: T): T => t
+
+/** `tf.tidy` for any result holding tensors (tfjs's types reject readonly arrays and nested records). */
+export const tidy = <T>(fn: () => T): T =>
+  tf.tidy(() => fn() as unknown as tf.TensorContainer) as unknown as T

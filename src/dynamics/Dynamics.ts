@@ -1,0 +1,135 @@
+/**
+ * LL dynamics (SPEC §2): a pure, differentiable step y_{k+1} = Φ_k(x, y_k), carried as a value.
+ *
+ * A dynamics is data, like an optax transformation: `init` builds the state from y_0 and `step`
+ * maps a state to the next. Both must be differentiable in (x, state), since every reverse-mode
+ * hypergradient takes vector-Jacobian products of them.
+ */
+import * as tf from "@tensorflow/tfjs-core"
+import type { BilevelProblem, Vector } from "../domain/Problem.ts"
+import { identity } from "../domain/tensors.ts"
+import type { State } from "./Iterate.ts"
+
+export interface Dynamics {
+  readonly name: string
+  /** State [y_0, ...aux_0] from the initial iterate. */
+  readonly init: (y0: Vector) => State
+  /** One step at index k = 0, 1, …; pure and differentiable. */
+  readonly step: (problem: BilevelProblem, x: Vector, state: State, k: number) => State
+}
+
+/** A descent direction at y: ∇_y f by default; BDA aggregates ∇_y F into it. */
+export type Direction = (problem: BilevelProblem, x: Vector, y: Vector, k: number) => Vector
+
+/** ∇_y f(x, y), itself differentiable (its tape is recorded by any enclosing gradient). */
+export const lowerGradient: Direction = (problem, x, y) =>
+  tf.grad((v: Vector) => problem.lower(x, v))(y) as Vector
+
+/** ∇_y F(x, y). */
+export const upperGradientY: Direction = (problem, x, y) =>
+  tf.grad((v: Vector) => problem.upper(x, v))(y) as Vector
+
+const projectY = (problem: BilevelProblem) => problem.projectY ?? identity
+
+/**
+ * An update rule on a direction g: (g, y, aux, k) → [y', aux']. Projection onto Y is applied after
+ * it. Any differentiable rule works (momentum, Adam-style, …): that is how a user plugs in new LL
+ * optimizers.
+ */
+export interface UpdateRule {
+  readonly name: string
+  /** Auxiliary state at y_0 (e.g. a zero momentum buffer). */
+  readonly initAux: (y0: Vector) => ReadonlyArray<Vector>
+  readonly update: (
+    g: Vector,
+    y: Vector,
+    aux: ReadonlyArray<Vector>,
+    k: number
+  ) => readonly [Vector, ReadonlyArray<Vector>]
+}
+
+/** Dynamics from an update rule applied to a direction, then projected onto Y. */
+export const fromUpdate = (rule: UpdateRule, direction: Direction = lowerGradient): Dynamics => ({
+  name: rule.name,
+  init: (y0) => [y0, ...rule.initAux(y0)],
+  step: (problem, x, [y, ...aux], k) => {
+    const [next, nextAux] = rule.update(direction(problem, x, y!, k), y!, aux, k)
+    return [projectY(problem)(next), ...nextAux]
+  }
+})
+
+/** Projected gradient descent: y_{k+1} = Proj_Y(y_k − α ∇_y f(x, y_k)). */
+export const gradientDescent = (options: { readonly lr: number }): Dynamics =>
+  fromUpdate({
+    name: `gd(lr=${options.lr})`,
+    initAux: () => [],
+    update: (g, y) => [tf.sub(y, tf.mul(options.lr, g)), []]
+  })
+
+/**
+ * SGD with Nesterov momentum, as PyTorch writes it (the official IAPTT-GM code's "accelerated" LL):
+ * v' = μ v + g, y' = y − α (g + μ v').
+ */
+export const nesterovMomentum = (options: { readonly lr: number; readonly momentum: number }): Dynamics =>
+  fromUpdate({
+    name: `nesterov-momentum(lr=${options.lr}, μ=${options.momentum})`,
+    initAux: (y0) => [tf.zerosLike(y0)],
+    update: (g, y, [v]) => {
+      const next = tf.add(tf.mul(options.momentum, v!), g)
+      return [tf.sub(y, tf.mul(options.lr, tf.add(g, tf.mul(options.momentum, next)))), [next]]
+    }
+  })
+
+/**
+ * FISTA / Nesterov's accelerated projected gradient (paper Eq. 9, with the standard t-rule):
+ * y_{k+1} = Proj_Y(u_k − α ∇f(u_k)), u_{k+1} = y_{k+1} + ((t_k − 1)/t_{k+1}) (y_{k+1} − y_k).
+ * State [y_k, u_k]; t_k depends on k alone, so it is computed on the host.
+ */
+export const fista = (options: { readonly lr: number }): Dynamics => ({
+  name: `fista(lr=${options.lr})`,
+  init: (y0) => [y0, y0],
+  step: (problem, x, [y, u], k) => {
+    const next = projectY(problem)(tf.sub(u!, tf.mul(options.lr, lowerGradient(problem, x, u!, k))))
+    const momentum = (fistaT(k) - 1) / fistaT(k + 1)
+    return [next, tf.add(next, tf.mul(momentum, tf.sub(next, y!)))]
+  }
+})
+
+const fistaTs: Array<number> = [1]
+/** t_0 = 1, t_{k+1} = (1 + √(1 + 4 t_k²)) / 2. */
+const fistaT = (k: number): number => {
+  while (fistaTs.length <= k) {
+    const t = fistaTs[fistaTs.length - 1]!
+    fistaTs.push((1 + Math.sqrt(1 + 4 * t * t)) / 2)
+  }
+  return fistaTs[k]!
+}
+
+/**
+ * BDA's aggregated direction: μ_k s_u ∇_y F + (1 − μ_k) s_l ∇_y f with μ_k = μ_0 / (k + 1).
+ * BDA is plain projected descent (step 1) along it.
+ */
+export const bdaDirection = (options: {
+  readonly mu0: number
+  readonly upperLr: number
+  readonly lowerLr: number
+}): Direction =>
+(problem, x, y, k) => {
+  const mu = options.mu0 / (k + 1)
+  return tf.add(
+    tf.mul(mu * options.upperLr, upperGradientY(problem, x, y, k)),
+    tf.mul((1 - mu) * options.lowerLr, lowerGradient(problem, x, y, k))
+  )
+}
+
+/** BDA aggregation dynamics (SPEC §2). */
+export const bda = (options: { readonly mu0: number; readonly upperLr: number; readonly lowerLr: number }): Dynamics =>
+  fromUpdate({
+    name: `bda(μ0=${options.mu0}, su=${options.upperLr}, sl=${options.lowerLr})`,
+    initAux: () => [],
+    update: (g, y) => [tf.sub(y, g), []]
+  }, bdaDirection(options))
+
+/** The projected-gradient residual R_α(x, y) = y − Proj_Y(y − α ∇_y f(x, y)) (paper Lemma 3.1). */
+export const residual = (problem: BilevelProblem, x: Vector, y: Vector, alpha: number): Vector =>
+  tf.sub(y, projectY(problem)(tf.sub(y, tf.mul(alpha, lowerGradient(problem, x, y, 0)))))

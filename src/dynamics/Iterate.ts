@@ -1,0 +1,34 @@
+/**
+ * Iterates of the lower-level dynamics, and the context every LL computation runs in.
+ *
+ * An iterate's `state` is `[y, ...aux]`: the LL variable first, then whatever the dynamics carries
+ * (Nesterov's look-ahead point, momentum buffers). Tensors are immutable; the outer step's tensor
+ * scope owns them all.
+ */
+import { Context } from "effect"
+import type { BilevelProblem, Vector } from "../domain/Problem.ts"
+
+export type State = ReadonlyArray<Vector>
+
+export interface Iterate {
+  /** Step index: 0 is the initial iterate y_0. */
+  readonly k: number
+  readonly state: State
+}
+
+/** The LL variable y_k of an iterate. */
+export const iterateY = (iterate: Iterate): Vector => iterate.state[0]!
+
+/** Peak-memory probe and counters of one hypergradient computation. */
+export interface CostMeter {
+  /** Records the current tfjs tensor memory; the peak is reported in the cost. */
+  readonly sample: () => void
+  readonly peakBytes: () => number
+}
+
+/** The lower-level problem at the current upper-level point x: what every LL stream reads. */
+export class LowerLevel extends Context.Service<LowerLevel, {
+  readonly problem: BilevelProblem
+  readonly x: Vector
+  readonly meter: CostMeter
+}>()("effect-bilevel/dynamics/LowerLevel") {}

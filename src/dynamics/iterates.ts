@@ -1,0 +1,57 @@
+/**
+ * The LL iterate stream and its combinators (SPEC §3). Each combinator is a data-last function
+ * from iterate stream to iterate stream, so a solver's inner loop reads top to bottom in `pipe`.
+ */
+import * as tf from "@tensorflow/tfjs-core"
+import type { Vector } from "../domain/Problem.ts"
+import { Effect, Stream } from "effect"
+import { norm, scalarValue, tidy } from "../domain/tensors.ts"
+import type { Dynamics } from "./Dynamics.ts"
+import { residual } from "./Dynamics.ts"
+import { type Iterate, iterateY, LowerLevel } from "./Iterate.ts"
+import { iterateLazily } from "./iterateLazily.ts"
+
+export type Iterates = Stream.Stream<Iterate, never, LowerLevel>
+
+/**
+ * y_0, y_1, y_2, … of `dynamics` from `y0` at the current x: infinite and lazy — y_{k+1} is
+ * computed only when element k + 1 is pulled, so `take(K)` runs exactly K steps.
+ */
+export const unroll = (dynamics: Dynamics, y0: Vector): Iterates =>
+  Stream.unwrap(Effect.map(Effect.service(LowerLevel), ({ meter, problem, x }) =>
+    iterateLazily(
+      (): Iterate => ({ k: 0, state: tidy(() => dynamics.init(y0)) }),
+      (previous): Iterate => {
+        const state = tidy(() => dynamics.step(problem, x, previous.state, previous.k))
+        meter.sample()
+        return { k: previous.k + 1, state }
+      }
+    )
+  ))
+
+/** take(K): the initial iterate and K steps, y_0 … y_K. */
+export const take = (innerSteps: number) => (self: Iterates): Iterates => Stream.take(self, innerSteps + 1)
+
+/**
+ * Tolerance stop: ends at the first iterate whose projected-gradient residual ‖R_α(x, y_k)‖ ≤ ε
+ * (that iterate included). Costs one host sync per step.
+ */
+export const stopAtResidual = (options: { readonly tolerance: number; readonly alpha: number }) =>
+(self: Iterates): Iterates =>
+  Stream.takeUntilEffect(self, (iterate) =>
+    Effect.map(Effect.service(LowerLevel), ({ problem, x }) =>
+      scalarValue(tf.tidy(() => norm(residual(problem, x, iterateY(iterate), options.alpha)))) <=
+        options.tolerance
+    ))
+
+/** Tolerance stop on the step length: ends once ‖y_k − y_{k−1}‖ ≤ ε. */
+export const stopAtStep = (tolerance: number) => (self: Iterates): Iterates =>
+  self.pipe(
+    Stream.mapAccum(() => undefined as Iterate | undefined, (previous, iterate) => {
+      const small = previous !== undefined &&
+        scalarValue(tf.tidy(() => norm(tf.sub(iterateY(iterate), iterateY(previous))))) <= tolerance
+      return [iterate, [{ iterate, small }]] as const
+    }),
+    Stream.takeUntil(({ small }) => small),
+    Stream.map(({ iterate }) => iterate)
+  )

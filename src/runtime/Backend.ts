@@ -1,0 +1,117 @@
+/**
+ * Tensor backends as scoped layers. Acquiring one registers tfjs's gradients and this project's
+ * second-order fixes, loads the backend's package (native and GPU ones by dynamic import, so a
+ * missing package fails only that layer), selects it and opens a tensor scope; releasing it
+ * disposes every tensor made while it was held. A backend that cannot start is a
+ * `BackendUnavailable` naming how to get it — never a silent fallback to another.
+ */
+import * as tf from "@tensorflow/tfjs-core"
+import { Context, Effect, Layer, Schema } from "effect"
+import { createRequire } from "node:module"
+import * as path from "node:path"
+import { BackendUnavailable } from "../domain/errors.ts"
+import { installSecondOrderGradients } from "./gradients.ts"
+
+export const BackendName = Schema.Literals(["cpu", "wasm", "tensorflow", "tensorflow-gpu", "webgpu"])
+export type BackendName = typeof BackendName.Type
+
+export const backendNames: ReadonlyArray<BackendName> = BackendName.literals
+
+/** What a real run uses unless told otherwise: XNNPACK SIMD, several times faster than `cpu`. */
+export const defaultBackend: BackendName = "wasm"
+
+export class Backend extends Context.Service<Backend, {
+  readonly name: BackendName
+  /** tfjs's own name for the active backend (`tensorflow` for both native packages). */
+  readonly tfjsName: string
+}>()("effect-bilevel/runtime/Backend") {}
+
+const require = createRequire(import.meta.url)
+
+interface Loader {
+  readonly tfjsName: string
+  readonly load: () => Promise<void>
+  readonly hint: string
+}
+
+const loaders: Record<BackendName, Loader> = {
+  cpu: {
+    tfjsName: "cpu",
+    load: async () => void await import("@tensorflow/tfjs-backend-cpu"),
+    hint: "Reinstall the project's dependencies (npm ci)."
+  },
+  wasm: {
+    tfjsName: "wasm",
+    load: async () => {
+      const wasm = await import("@tensorflow/tfjs-backend-wasm")
+      // In Node the default lookup misses the .wasm binaries; they sit beside the package's entry.
+      wasm.setWasmPaths(path.dirname(require.resolve("@tensorflow/tfjs-backend-wasm")) + path.sep)
+    },
+    hint: "Reinstall the project's dependencies (npm ci), or use --backend cpu."
+  },
+  tensorflow: {
+    tfjsName: "tensorflow",
+    load: async () => void await import("@tensorflow/tfjs-node" as string),
+    hint: "Install it with `npm install @tensorflow/tfjs-node@4.22.0` (its install downloads libtensorflow, " +
+      "so it needs a machine with internet access), or use --backend wasm."
+  },
+  "tensorflow-gpu": {
+    tfjsName: "tensorflow",
+    load: async () => void await import("@tensorflow/tfjs-node-gpu" as string),
+    hint: "Install it with `npm install @tensorflow/tfjs-node-gpu@4.22.0` on a machine with CUDA and internet " +
+      "access (its install downloads libtensorflow), or use --backend wasm."
+  },
+  webgpu: {
+    tfjsName: "webgpu",
+    load: async () => {
+      const dawn = await import("webgpu" as string)
+      Object.assign(globalThis, dawn.globals)
+      Object.defineProperty(globalThis, "navigator", { value: { gpu: dawn.create([]) }, configurable: true })
+      await import("@tensorflow/tfjs-backend-webgpu" as string)
+    },
+    hint: "Install `npm install webgpu @tensorflow/tfjs-backend-webgpu@4.22.0` and a Vulkan driver " +
+      "(libvulkan1 with a GPU driver, or mesa-vulkan-drivers ≥ 25 for a software device)."
+  }
+}
+
+let gradientsRegistered = false
+/**
+ * tfjs-core's bundles register no kernel gradients (the `@tensorflow/tfjs` umbrella does it);
+ * its unbundled `register_all_gradients` does, and resolves under tsx and vitest.
+ */
+const registerGradients = () => {
+  if (!gradientsRegistered) {
+    require("@tensorflow/tfjs-core/dist/register_all_gradients.js")
+    gradientsRegistered = true
+  }
+  installSecondOrderGradients()
+}
+
+const acquire = (name: BackendName) =>
+  Effect.tryPromise({
+    try: async () => {
+      const loader = loaders[name]
+      tf.enableProdMode()
+      registerGradients()
+      await loader.load()
+      if (!(await tf.setBackend(loader.tfjsName))) throw new Error(`tfjs could not initialize "${loader.tfjsName}"`)
+      await tf.ready()
+      tf.engine().startScope()
+      return { name, tfjsName: loader.tfjsName }
+    },
+    catch: (cause) =>
+      new BackendUnavailable({
+        backend: name,
+        reason: cause instanceof Error ? cause.message.split("\n")[0]! : String(cause),
+        hint: loaders[name].hint
+      })
+  })
+
+/** The backend `name` as a scoped layer. */
+export const layer = (name: BackendName): Layer.Layer<Backend, BackendUnavailable> =>
+  Layer.effect(
+    Backend,
+    Effect.acquireRelease(acquire(name), () => Effect.sync(() => tf.engine().endScope())).pipe(
+      Effect.map(Backend.of)
+    )
+  )

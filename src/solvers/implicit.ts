@@ -1,0 +1,58 @@
+/**
+ * Implicit hypergradients (LS, NS, AID-FP), JAXopt-style: an optimality condition c(x, y) = 0 that
+ * the LL solution satisfies, and a linear solver. By the implicit function theorem
+ *
+ *     Aᵀ v = ∇_y F(x, y*),   dF/dx = ∇_x F(x, y*) − Bᵀ v,   A = ∂_y c,  B = ∂_x c
+ *
+ * Both transposed Jacobian products are one VJP of c, so a new condition is a single function.
+ * Projections are ignored: the condition is that of an interior LL solution.
+ */
+import * as tf from "@tensorflow/tfjs-core"
+import { Effect } from "effect"
+import type { BilevelProblem, Vector } from "../domain/Problem.ts"
+import { lowerGradient } from "../dynamics/Dynamics.ts"
+import { iterateY, LowerLevel } from "../dynamics/Iterate.ts"
+import type { HypergradientStrategy } from "./Hypergradient.ts"
+import type { LinearSolver } from "./linearSolvers.ts"
+import { gradients, vjp } from "./vjp.ts"
+
+/** c(x, y) with c(x, y*(x)) = 0. */
+export interface OptimalityCondition {
+  readonly name: string
+  readonly residual: (problem: BilevelProblem, x: Vector, y: Vector) => Vector
+}
+
+/** Stationarity, c = ∇_y f: A = ∇²_yy f (symmetric, so CG applies), B = ∇²_xy f. */
+export const stationarity: OptimalityCondition = {
+  name: "∇_y f = 0",
+  residual: (problem, x, y) => lowerGradient(problem, x, y, 0)
+}
+
+/** Fixed point of one gradient step, c = y − Φ(x, y) with Φ = y − α ∇_y f: A = I − ∂_yΦ. */
+export const fixedPoint = (alpha: number): OptimalityCondition => ({
+  name: `y = y − ${alpha}∇_y f`,
+  residual: (problem, x, y) => tf.mul(alpha, lowerGradient(problem, x, y, 0))
+})
+
+/** The implicit strategy: solve Aᵀ v = ∇_y F at the selected iterate, then ∇_x F − Bᵀ v. */
+export const implicit = (condition: OptimalityCondition, solver: LinearSolver): HypergradientStrategy => ({
+  name: `implicit(${condition.name}, ${solver.name})`,
+  needsPrefix: false,
+  compute: (_dynamics, trajectory) =>
+    Effect.gen(function*() {
+      const { meter, problem, x } = yield* LowerLevel
+      const y = iterateY(trajectory.selected)
+      const [gx, gy] = gradients((xx, yy) => problem.upper(xx!, yy!), [x, y])
+      const transposedA = (v: Vector) => {
+        const [av] = vjp((yy) => [condition.residual(problem, x, yy!)], [y], [v])
+        meter.sample()
+        return av!
+      }
+      const { matvecs, solution } = yield* solver.solve(transposedA, gy!)
+      const hypergradient = tf.tidy(() => {
+        const [bv] = vjp((xx) => [condition.residual(problem, xx!, y)], [x], [solution])
+        return tf.sub(gx!, bv!)
+      })
+      return { x: hypergradient, y0: tf.zerosLike(y), reverseSteps: 0, hvps: matvecs + 1 }
+    })
+})

@@ -1,0 +1,78 @@
+/**
+ * Matrix-free linear solvers for the implicit hypergradient's system A v = b. Each is a stream of
+ * iterates cut by take(J) and an optional tolerance stop — the same combinators as the LL loop.
+ */
+import * as tf from "@tensorflow/tfjs-core"
+import { Effect, Option, Stream } from "effect"
+import type { Vector } from "../domain/Problem.ts"
+import { dot, norm, scalarValue } from "../domain/tensors.ts"
+import { iterateLazily } from "../dynamics/iterateLazily.ts"
+
+export interface LinearSolver {
+  readonly name: string
+  /** Solves A v = b given v ↦ A v; reports the number of products with A. */
+  readonly solve: (matvec: (v: Vector) => Vector, b: Vector) => Effect.Effect<{
+    readonly solution: Vector
+    readonly matvecs: number
+  }>
+}
+
+interface CgIterate {
+  readonly i: number
+  readonly v: Vector
+  readonly r: Vector
+  readonly p: Vector
+  readonly rr: tf.Scalar
+}
+
+/**
+ * Conjugate gradient for symmetric positive-definite A (LS): J iterations, or fewer once
+ * ‖r‖ ≤ tolerance (which costs one host sync per iteration).
+ */
+export const conjugateGradient = (options: { readonly iterations: number; readonly tolerance?: number }): LinearSolver => ({
+  name: `cg(${options.iterations})`,
+  solve: (matvec, b) => {
+    const iterates = iterateLazily(
+      (): CgIterate => ({ i: 0, v: tf.zerosLike(b), r: b, p: b, rr: dot(b, b) }),
+      (s) =>
+        tf.tidy(() => {
+          const ap = matvec(s.p)
+          const step = tf.div(s.rr, dot(s.p, ap))
+          const r = tf.sub(s.r, tf.mul(step, ap))
+          const rr = dot(r, r)
+          return { i: s.i + 1, v: tf.add(s.v, tf.mul(step, s.p)), r, p: tf.add(r, tf.mul(tf.div(rr, s.rr), s.p)), rr }
+        })
+    )
+    const stopped = options.tolerance === undefined
+      ? iterates
+      : Stream.takeUntil(iterates, (s) => Math.sqrt(scalarValue(s.rr)) <= options.tolerance!)
+    return lastOf(Stream.take(stopped, options.iterations + 1), (s) => ({ solution: s.v, matvecs: s.i }))
+  }
+})
+
+/**
+ * Neumann series (NS): v = α Σ_{i=0}^{J} (I − αA)^i b, i.e. J steps of the Richardson iteration.
+ * With α = 1 and A = I − ∂_yΦ this is the fixed-point adjoint iteration v ← (∂_yΦ)ᵀ v + b (AID-FP).
+ */
+export const neumann = (options: { readonly terms: number; readonly alpha: number }): LinearSolver => ({
+  name: `neumann(${options.terms}, α=${options.alpha})`,
+  solve: (matvec, b) => {
+    const iterates = iterateLazily(
+      () => ({ i: 0, term: b, v: tf.mul(options.alpha, b) }),
+      (s) =>
+        tf.tidy(() => {
+          const term = tf.sub(s.term, tf.mul(options.alpha, matvec(s.term)))
+          return { i: s.i + 1, term, v: tf.add(s.v, tf.mul(options.alpha, term)) }
+        })
+    )
+    return lastOf(Stream.take(iterates, options.terms + 1), (s) => ({ solution: s.v, matvecs: s.i }))
+  }
+})
+
+/** The last element of a finite solver stream, mapped. */
+const lastOf = <S, A>(stream: Stream.Stream<S>, f: (s: S) => A) =>
+  Stream.runLast(stream).pipe(Effect.map((last) => f(Option.getOrThrow(last))))
+
+/** ‖A v − b‖ / ‖b‖: how well a solution solves its system (for tests and diagnostics). */
+export const relativeResidual = (matvec: (v: Vector) => Vector, v: Vector, b: Vector): number =>
+  scalarValue(tf.tidy(() => tf.div(norm(tf.sub(matvec(v), b)), norm(b))))

@@ -1,0 +1,34 @@
+/**
+ * Vector-Jacobian products by reverse mode on tfjs's tape. Everything a hypergradient strategy
+ * needs (adjoint steps, Hessian-vector products, mixed second derivatives) is one of these.
+ */
+import * as tf from "@tensorflow/tfjs-core"
+import { dot } from "../domain/tensors.ts"
+
+/**
+ * Cotangents of `primals` for f(primals) → outputs and output cotangents `cotangents`:
+ * returns ∂⟨f(p), c⟩/∂p_i for every i, zeros where an input does not reach an output.
+ */
+export const vjp = (
+  f: (...primals: Array<tf.Tensor>) => ReadonlyArray<tf.Tensor>,
+  primals: ReadonlyArray<tf.Tensor>,
+  cotangents: ReadonlyArray<tf.Tensor>
+): Array<tf.Tensor> =>
+  tf.tidy(() => {
+    const { grads } = tf.engine().gradients(
+      () => {
+        const outputs = f(...primals)
+        return outputs.map((o, i) => dot(o, cotangents[i]!)).reduce((a, b) => tf.add(a, b))
+      },
+      primals as Array<tf.Tensor>,
+      undefined,
+      true
+    )
+    return primals.map((p, i) => grads[i] ?? tf.zerosLike(p))
+  })
+
+/** Gradient of a scalar function with respect to each argument (zeros where it does not depend). */
+export const gradients = (
+  f: (...args: Array<tf.Tensor>) => tf.Tensor,
+  args: ReadonlyArray<tf.Tensor>
+): Array<tf.Tensor> => vjp((...a) => [f(...a)], args, [tf.scalar(1)])

@@ -1,0 +1,41 @@
+/**
+ * A task: a bilevel problem family with its settings, initial point, UL optimizers and metrics.
+ * `make` builds one instance from decoded settings; tensors it allocates are released with its scope.
+ */
+import type { Effect, FileSystem, Schema, Scope } from "effect"
+import type { DatasetError } from "../domain/errors.ts"
+import type { BilevelProblem, Vector } from "../domain/Problem.ts"
+import type { Rng } from "../domain/Rng.ts"
+import type { OuterStep, UpperOptimizers } from "../solvers/outerLoop.ts"
+
+/** Settings every task has (each task picks its own defaults). */
+export interface CommonSettings {
+  readonly outerSteps: number
+  readonly innerSteps: number
+  readonly innerLr: number
+  readonly outerLr: number
+}
+
+export interface TaskInstance {
+  readonly problem: BilevelProblem
+  readonly x0: Vector
+  /** The fixed LL initialization, and z_0 under auxiliary-init. */
+  readonly y0: Vector
+  readonly optimizers: UpperOptimizers
+  /** Per-outer-step metrics recorded beside F, k̄ and cost (host numbers). */
+  readonly metrics: (step: OuterStep) => Record<string, number>
+  /** The run summary's `final` block, from every recorded step (tail statistics and the like). */
+  readonly summarize: (steps: ReadonlyArray<Record<string, unknown>>) => Record<string, unknown>
+  /** dF/dx of the exact bilevel problem at x, where a closed form exists. */
+  readonly exactHypergradient?: (x: Vector) => Vector
+}
+
+export interface Task<S extends CommonSettings = CommonSettings> {
+  readonly name: string
+  readonly description: string
+  readonly settings: Schema.Codec<S, unknown>
+  readonly make: (settings: S) => Effect.Effect<TaskInstance, DatasetError, Rng | Scope.Scope | FileSystem.FileSystem>
+}
+
+/** Erases a task's settings type for the registry (settings are decoded by its own schema first). */
+export const erase = <S extends CommonSettings>(task: Task<S>): Task => task as unknown as Task
