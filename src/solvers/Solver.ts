@@ -126,3 +126,13 @@ export const solve = (self: Solver, problem: BilevelProblem, x: Vector, y0: Vect
     } satisfies Solution
   })).pipe(Effect.provideService(LowerLevel, { problem, x, meter }))
 }
+
+/**
+ * The pipeline's value alone, F(x, y_k̄(x, y_0)): the inner loop and the selection, no
+ * hypergradient. Finite differences of this check any strategy that claims to differentiate it.
+ */
+export const upperAt = (self: Solver, problem: BilevelProblem, x: Vector, y0: Vector): Effect.Effect<number> =>
+  tensorScope(Effect.gen(function*() {
+    const trajectory = yield* self.selection.select(self.inner(Iterates.unroll(self.dynamics, y0)), false)
+    return scalarValue(tf.tidy(() => problem.upper(x, iterateY(trajectory.selected))))
+  })).pipe(Effect.provideService(LowerLevel, { problem, x, meter: makeMeter() }))

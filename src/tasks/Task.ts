@@ -26,8 +26,8 @@ export interface TaskInstance {
   readonly metrics: (step: OuterStep) => Record<string, number>
   /** The run summary's `final` block, from every recorded step (tail statistics and the like). */
   readonly summarize: (steps: ReadonlyArray<Record<string, unknown>>) => Record<string, unknown>
-  /** dF/dx of the exact bilevel problem at x, where a closed form exists. */
-  readonly exactHypergradient?: (x: Vector) => Vector
+  /** dF(x, y*(x))/dx of the exact bilevel problem, in float64, where a closed form exists. */
+  readonly exactHypergradient?: (x: ReadonlyArray<number>) => ReadonlyArray<number>
 }
 
 export interface Task<S extends CommonSettings = CommonSettings> {

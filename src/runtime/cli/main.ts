@@ -1,0 +1,234 @@
+/**
+ * The `bilevel` command line. It is the only module that knows about argv, files and terminals;
+ * every subcommand is a thin shell over an Effect program of `src/runtime`.
+ */
+import { NodeRuntime, NodeServices } from "@effect/platform-node"
+import { Console, Effect, FileSystem, Option } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
+import { InvalidConfig } from "../../domain/errors.ts"
+import { methods } from "../../solvers/methods.ts"
+import { tasks } from "../../tasks/registry.ts"
+import * as Backend from "../Backend.ts"
+import { compareRuns } from "../compare.ts"
+import { gradcheck } from "../gradcheck.ts"
+import { writePlot } from "../plot.ts"
+import { run } from "../run.ts"
+import * as RunRecord from "../RunRecord.ts"
+import { findMethod, findTask, jsonSchema, parseAssignment, settingKeys } from "../settings.ts"
+import { progressBar, summaryLines } from "./output.ts"
+
+const taskArgument = Argument.String("task").pipe(
+  Argument.withDescription(`the problem to solve: ${tasks.map((t) => t.name).join(", ")} (see \`bilevel tasks\`)`)
+)
+const methodFlag = Flag.String("method").pipe(
+  Flag.withAlias("m"),
+  Flag.withDescription(`the solver preset: ${methods.map((m) => m.name).join(", ")} (see \`bilevel methods\`)`)
+)
+const seedFlag = Flag.Int("seed").pipe(
+  Flag.withDescription("seed of every random choice (inits, data splits, minibatches); runs are a function of it"),
+  Flag.withDefault(0)
+)
+const backendFlag = (fallback: Backend.BackendName) =>
+  Flag.Literals("backend", Backend.backendNames).pipe(
+    Flag.withDescription(
+      "tensor backend: cpu (deterministic reference), wasm (XNNPACK SIMD, fastest on CPU), tensorflow / " +
+        "tensorflow-gpu (@tensorflow/tfjs-node[-gpu], installed separately), webgpu (experimental)"
+    ),
+    Flag.withDefault(fallback)
+  )
+const setFlag = Flag.String("set").pipe(
+  Flag.withMetavar("key=value"),
+  Flag.withDescription("override one setting, e.g. --set innerSteps=100 (repeatable; `bilevel tasks` and `bilevel methods` list the keys)"),
+  Flag.atLeast(0)
+)
+const configFlag = Flag.String("config").pipe(
+  Flag.withDescription("a JSON file of settings {key: value}; --set overrides it"),
+  Flag.optional
+)
+const jsonFlag = Flag.Boolean("json").pipe(Flag.withDescription("print exactly one JSON object on stdout"))
+
+/** Settings from --config (a JSON object) merged with --set pairs. */
+const gatherSettings = Effect.fnUntraced(function*(config: Option.Option<string>, sets: ReadonlyArray<string>) {
+  const fs = yield* FileSystem.FileSystem
+  const fromFile: Record<string, unknown> = Option.isSome(config)
+    ? yield* fs.readFileString(config.value).pipe(
+      Effect.mapError(() => new InvalidConfig({ message: `Config file ${config.value} cannot be read.` })),
+      Effect.flatMap((text) =>
+        Effect.try({
+          try: () => JSON.parse(text) as unknown,
+          catch: (e) => new InvalidConfig({ message: `Config file ${config.value} is not valid JSON: ${(e as Error).message}` })
+        })
+      ),
+      Effect.flatMap((value) =>
+        typeof value === "object" && value !== null && !Array.isArray(value)
+          ? Effect.succeed(value as Record<string, unknown>)
+          : Effect.fail(new InvalidConfig({ message: `Config file ${config.value} must hold a JSON object of settings, e.g. {"innerSteps": 40}.` }))
+      )
+    )
+    : {}
+  const pairs = yield* Effect.forEach(sets, parseAssignment)
+  return { ...fromFile, ...Object.fromEntries(pairs) }
+})
+
+const runCommand = Command.make("run", {
+  task: taskArgument,
+  method: methodFlag,
+  seed: seedFlag,
+  backend: backendFlag(Backend.defaultBackend),
+  set: setFlag,
+  config: configFlag,
+  out: Flag.String("out").pipe(Flag.withDescription("run directory to create (default runs/<task>-<method>-<time>)"), Flag.optional),
+  label: Flag.String("label").pipe(Flag.withDescription("legend name of this run in plots and tables (default: the method)"), Flag.optional),
+  json: jsonFlag
+}, (flags) =>
+  Effect.gen(function*() {
+    const settings = yield* gatherSettings(flags.config, flags.set)
+    const progress = flags.json ? undefined : progressBar(`${flags.task} · ${flags.method}`)
+    const result = yield* run({
+      task: flags.task,
+      method: flags.method,
+      seed: flags.seed,
+      settings,
+      out: Option.getOrUndefined(flags.out),
+      label: Option.getOrUndefined(flags.label),
+      onStep: progress?.onStep
+    }).pipe(Effect.ensuring(progress?.stop ?? Effect.void), Effect.provide(Backend.layer(flags.backend)))
+    if (flags.json) return yield* Console.log(JSON.stringify(result))
+    yield* Console.log(
+      `${result.method} on ${result.task} (${result.backend}, seed ${result.seed}): ${result.outerSteps} outer steps in ` +
+        `${(result.wallMs / 1000).toFixed(1)} s\n${summaryLines(result.final)}\nrecord: ${result.runDir}`
+    )
+  })).pipe(
+    Command.withDescription("Solve a bilevel task with a method, recording every outer step in a run directory"),
+    Command.withExamples([
+      { command: "bilevel run toy-nonconvex --method iaptt-gm", description: "IAPTT-GM on the paper's non-convex toy (Eq. 10)" },
+      { command: "bilevel run toy-nonconvex -m rhg --set x0=5 --set y0=1 --json", description: "RHG from another init, JSON summary" },
+      { command: "bilevel run quadratic -m ls --set cgIters=50 --backend cpu", description: "LS on the closed-form quadratic" }
+    ])
+  )
+
+const describeSettings = (schema: Parameters<typeof settingKeys>[0]) =>
+  settingKeys(schema).map((k) => `      ${k.key} = ${JSON.stringify(k.default)}  ${k.description}`).join("\n")
+
+const methodsCommand = Command.make("methods", {}, () =>
+  Console.log(methods.map((m) => {
+    const keys = describeSettings(m.settings)
+    return `${m.name.padEnd(12)} ${m.description}${keys ? `\n${keys}` : ""}`
+  }).join("\n"))).pipe(Command.withDescription("List the solver presets, one line each, with the settings each adds"))
+
+const tasksCommand = Command.make("tasks", {}, () =>
+  Console.log(tasks.map((t) => `${t.name.padEnd(14)} ${t.description}\n${describeSettings(t.settings)}`).join("\n"))).pipe(
+    Command.withDescription("List the tasks, one line each, with their settings and defaults")
+  )
+
+const gradcheckCommand = Command.make("gradcheck", {
+  task: taskArgument,
+  method: methodFlag,
+  seed: seedFlag,
+  backend: backendFlag("cpu"),
+  set: setFlag,
+  config: configFlag,
+  json: jsonFlag
+}, (flags) =>
+  Effect.gen(function*() {
+    const settings = yield* gatherSettings(flags.config, flags.set)
+    const result = yield* gradcheck({ task: flags.task, method: flags.method, seed: flags.seed, settings }).pipe(
+      Effect.provide(Backend.layer(flags.backend))
+    )
+    const { expected, hypergradient, ...summary } = result
+    if (flags.json) return yield* Console.log(JSON.stringify(summary))
+    yield* Console.log(
+      `${result.method} on ${result.task}: relative error ${result.relError.toExponential(3)} against the ` +
+        `${result.reference} (${result.compared})\n  cost: ${JSON.stringify(result.cost)}\n` +
+        `  hypergradient (first 5): ${hypergradient.slice(0, 5).map((v) => v.toPrecision(6)).join(", ")}\n` +
+        `  reference     (first 5): ${expected.slice(0, 5).map((v) => v.toPrecision(6)).join(", ")}`
+    )
+  })).pipe(
+    Command.withDescription(
+      "Check a method's hypergradient at the task's initial point: against the closed form where the task has one, " +
+        "otherwise against central finite differences of the same truncated pipeline"
+    ),
+    Command.withExamples([
+      { command: "bilevel gradcheck quadratic --method ls --set cgIters=60", description: "LS against the closed form" },
+      { command: "bilevel gradcheck toy-nonconvex --method iaptt-gm --json", description: "PTT against finite differences" }
+    ])
+  )
+
+const schemaCommand = Command.make("schema", {
+  task: taskArgument,
+  method: methodFlag.pipe(Flag.optional)
+}, (flags) =>
+  Effect.gen(function*() {
+    const task = yield* findTask(flags.task)
+    const method = Option.isSome(flags.method) ? yield* findMethod(flags.method.value) : undefined
+    const document = jsonSchema(task.settings) as { schema: { properties?: Record<string, unknown> } }
+    const properties = {
+      ...document.schema.properties,
+      ...(method ? (jsonSchema(method.settings) as typeof document).schema.properties : {})
+    }
+    yield* Console.log(JSON.stringify({
+      $schema: "https://json-schema.org/draft/2020-12/schema",
+      title: `${task.name}${method ? ` · ${method.name}` : ""} settings`,
+      type: "object",
+      properties,
+      additionalProperties: false
+    }, null, 2))
+  })).pipe(Command.withDescription("Print the JSON Schema of a task's (and a method's) settings, for --config files and editors"))
+
+const runDirs = Argument.String("runDir").pipe(Argument.withDescription("run directories written by `bilevel run`"), Argument.variadic({ min: 1 }))
+
+const plotCommand = Command.make("plot", {
+  runs: runDirs,
+  metric: Flag.String("metric").pipe(Flag.withDescription("recorded metric to plot (repeatable; default F)"), Flag.atLeast(0)),
+  out: Flag.String("out").pipe(Flag.withDescription("output file, .svg or .png")),
+  logY: Flag.Boolean("log-y").pipe(Flag.withDescription("logarithmic y axis")),
+  title: Flag.String("title").pipe(Flag.optional)
+}, (flags) =>
+  Effect.gen(function*() {
+    const runs = yield* Effect.forEach(flags.runs, RunRecord.read)
+    const title = Option.getOrUndefined(flags.title)
+    yield* writePlot(runs, {
+      metrics: flags.metric.length > 0 ? flags.metric : ["F"],
+      logY: flags.logY,
+      ...(title === undefined ? {} : { title })
+    }, flags.out)
+    yield* Console.log(`wrote ${flags.out}`)
+  })).pipe(Command.withDescription("Plot recorded per-step metrics of runs over outer steps, one line per run"))
+
+const compareCommand = Command.make("compare", {
+  runs: runDirs,
+  format: Flag.Literals("format", ["markdown", "csv", "json"]).pipe(Flag.withDefault("markdown" as const)),
+  metric: Flag.String("metric").pipe(Flag.withDescription("final metric column to show (repeatable; default all)"), Flag.atLeast(0))
+}, (flags) =>
+  Effect.gen(function*() {
+    const runs = yield* Effect.forEach(flags.runs, RunRecord.read)
+    yield* Console.log(compareRuns(runs, { format: flags.format, ...(flags.metric.length > 0 ? { metrics: flags.metric } : {}) }))
+  })).pipe(Command.withDescription("Tabulate final metrics and cost per run"))
+
+const bilevel = Command.make("bilevel").pipe(
+  Command.withDescription(
+    "Gradient-based bilevel optimization: min_x F(x, y) s.t. y ∈ argmin_y f(x, y). " +
+      "Methods (IAPTT-GM, IA-GM, RHG, T-RHG, BDA, LS, NS, …) are compositions of LL dynamics, stream " +
+      "combinators and hypergradient strategies; every run is seeded, recorded and replayable."
+  ),
+  Command.withSubcommands([runCommand, methodsCommand, tasksCommand, gradcheckCommand, schemaCommand, plotCommand, compareCommand])
+)
+
+/** A user's mistake prints its message (which says what to do) and exits 1; no stack trace. */
+const reportFailure = (error: unknown) =>
+  Effect.gen(function*() {
+    const message = typeof error === "object" && error !== null && "message" in error ? String(error.message) : String(error)
+    const tag = typeof error === "object" && error !== null && "_tag" in error ? `${String(error._tag)}: ` : ""
+    yield* Console.error(`${tag}${message}`)
+    yield* Effect.sync(() => {
+      process.exitCode = 1
+    })
+  })
+
+export const main = (argv: ReadonlyArray<string>) =>
+  Command.runWith(bilevel, { version: "0.1.0" })(argv).pipe(
+    Effect.catch(reportFailure),
+    Effect.provide(NodeServices.layer)
+  )
+
+NodeRuntime.runMain(main(process.argv.slice(2)), { disableErrorReporting: true })

@@ -1,0 +1,140 @@
+/**
+ * The named methods of SPEC §5 — presets written only with the public builders of `Solver.ts`,
+ * the same way a user composes a new solver. Each declares the settings it adds to the task's
+ * `innerSteps` and `innerLr`.
+ */
+import { Schema } from "effect"
+import { choice, count, rate } from "../domain/settings.ts"
+import { bda, fista, gradientDescent, nesterovMomentum } from "../dynamics/Dynamics.ts"
+import { firstOrder } from "./firstOrder.ts"
+import { fixedPoint, implicit, stationarity } from "./implicit.ts"
+import { conjugateGradient, neumann } from "./linearSolvers.ts"
+import { reverse } from "./reverse.ts"
+import * as Solver from "./Solver.ts"
+
+/** What every method reads from the task's settings. */
+export interface InnerSettings {
+  readonly innerSteps: number
+  readonly innerLr: number
+}
+
+export interface Method<S = any> {
+  readonly name: string
+  readonly description: string
+  readonly settings: Schema.Codec<S, unknown>
+  readonly build: (inner: InnerSettings, settings: S) => Solver.Solver
+}
+
+const define = <F extends Schema.Struct.Fields>(method: {
+  readonly name: string
+  readonly description: string
+  readonly settings: Schema.Struct<F>
+  readonly build: (inner: InnerSettings, settings: Schema.Struct<F>["Type"]) => Solver.Solver
+}): Method => method as unknown as Method
+
+const none = Schema.Struct({})
+
+const descent = ({ innerLr, innerSteps }: InnerSettings) =>
+  Solver.make(gradientDescent({ lr: innerLr })).pipe(Solver.take(innerSteps))
+
+export const rhg = define({
+  name: "rhg",
+  description: "Reverse hypergradient: K projected GD steps from a fixed y_0, backpropagated through all of them",
+  settings: none,
+  build: descent
+})
+
+export const tRhg = define({
+  name: "t-rhg",
+  description: "Truncated RHG: as RHG, differentiating only the last M of the K steps",
+  settings: Schema.Struct({ lastM: count(10, "reverse steps M differentiated through (T-RHG)") }),
+  build: (inner, { lastM }) => descent(inner).pipe(Solver.hypergradient(reverse({ lastM })))
+})
+
+export const bdaMethod = define({
+  name: "bda",
+  description: "Bi-level descent aggregation: K steps along μ_k s ∇_y F + (1 − μ_k) s ∇_y f, μ_k = μ_0/(k+1), reverse mode",
+  settings: Schema.Struct({ bdaMu0: rate(0.5, "initial aggregation weight μ_0 of the UL gradient (BDA)") }),
+  build: ({ innerLr, innerSteps }, { bdaMu0 }) =>
+    Solver.make(bda({ mu0: bdaMu0, upperLr: innerLr, lowerLr: innerLr })).pipe(Solver.take(innerSteps))
+})
+
+export const ls = define({
+  name: "ls",
+  description: "Implicit hypergradient, linear system ∇²_yy f v = ∇_y F solved by conjugate gradient (LS)",
+  settings: Schema.Struct({ cgIters: count(20, "conjugate-gradient iterations (LS)") }),
+  build: (inner, { cgIters }) =>
+    descent(inner).pipe(Solver.hypergradient(implicit(stationarity, conjugateGradient({ iterations: cgIters }))))
+})
+
+export const ns = define({
+  name: "ns",
+  description: "Implicit hypergradient, inverse Hessian by a Neumann series with the LL step α (NS)",
+  settings: Schema.Struct({ neumannTerms: count(20, "Neumann-series terms J (NS)") }),
+  build: (inner, { neumannTerms }) =>
+    descent(inner).pipe(
+      Solver.hypergradient(implicit(stationarity, neumann({ terms: neumannTerms, alpha: inner.innerLr })))
+    )
+})
+
+export const aidFp = define({
+  name: "aid-fp",
+  description: "Implicit hypergradient by the fixed-point adjoint iteration v ← (∂_yΦ)ᵀ v + ∇_y F of the GD map Φ",
+  settings: Schema.Struct({ fpIters: count(20, "fixed-point adjoint iterations (AID-FP)") }),
+  build: (inner, { fpIters }) =>
+    descent(inner).pipe(
+      Solver.hypergradient(implicit(fixedPoint(inner.innerLr), neumann({ terms: fpIters, alpha: 1 })))
+    )
+})
+
+export const iaGm = define({
+  name: "ia-gm",
+  description: "Initialization auxiliary: y_0 = z learned beside x, K projected GD steps, full reverse (IA-GM)",
+  settings: none,
+  build: (inner) => descent(inner).pipe(Solver.auxiliaryInit)
+})
+
+export const iaGmA = define({
+  name: "ia-gm-a",
+  description: "IA-GM with accelerated LL dynamics: FISTA (paper Eq. 9) or SGD with Nesterov momentum (official code)",
+  settings: Schema.Struct({
+    acceleration: choice(["fista", "nesterov"], "fista", "accelerated LL dynamics of IA-GM(A)"),
+    momentum: rate(0.9, "momentum μ when acceleration = nesterov")
+  }),
+  build: ({ innerLr, innerSteps }, { acceleration, momentum }) =>
+    Solver.make(acceleration === "fista" ? fista({ lr: innerLr }) : nesterovMomentum({ lr: innerLr, momentum })).pipe(
+      Solver.auxiliaryInit,
+      Solver.take(innerSteps)
+    )
+})
+
+export const iapttGm = define({
+  name: "iaptt-gm",
+  description: "IA-GM with pessimistic trajectory truncation: backpropagate to k̄ = argmax_k F(x, y_k) only (IAPTT-GM)",
+  settings: none,
+  build: (inner) => descent(inner).pipe(Solver.auxiliaryInit, Solver.truncatePessimistic)
+})
+
+export const firstOrderMethod = define({
+  name: "first-order",
+  description: "First-order approximation: dF/dx ≈ ∇_x F(x, y_K), no second-order terms (cheapest baseline)",
+  settings: none,
+  build: (inner) => descent(inner).pipe(Solver.hypergradient(firstOrder))
+})
+
+export const methods: ReadonlyArray<Method> = [
+  rhg,
+  tRhg,
+  bdaMethod,
+  ls,
+  ns,
+  aidFp,
+  iaGm,
+  iaGmA,
+  iapttGm,
+  firstOrderMethod
+]
+
+/** Settings of a method whose names clash with none of the tasks' (checked by a test). */
+export const methodSettingNames = (method: Method): ReadonlyArray<string> =>
+  Object.keys((method.settings as unknown as Schema.Struct<Schema.Struct.Fields>).fields)

@@ -1,0 +1,6 @@
+/** Every built-in task, by name. */
+import { quadratic } from "./quadratic.ts"
+import type { Task } from "./Task.ts"
+import { toyNonconvex } from "./toyNonconvex.ts"
+
+export const tasks: ReadonlyArray<Task> = [toyNonconvex, quadratic]
