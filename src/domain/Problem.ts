@@ -22,6 +22,12 @@ export interface BilevelProblem {
   readonly upper: (x: Vector, y: Vector) => tf.Tensor
   /** Lower-level objective f(x, y), e.g. the training loss. */
   readonly lower: (x: Vector, y: Vector) => tf.Tensor
+  /**
+   * ∇_y f in closed form, where a model has a cheap one (e.g. linear and MLP with cross-entropy):
+   * used instead of autodiff. It must itself be built from twice-differentiable ops, since
+   * hypergradients differentiate it, and a test must show it equals autodiff.
+   */
+  readonly lowerGradient?: (x: Vector, y: Vector) => Vector
   /** Proj_X, the projection onto the UL feasible set; identity when absent. */
   readonly projectX?: (x: Vector) => Vector
   /** Proj_Y, the projection onto the LL feasible set; identity when absent. */

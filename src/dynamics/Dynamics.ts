@@ -21,9 +21,12 @@ export interface Dynamics {
 /** A descent direction at y: ∇_y f by default; BDA aggregates ∇_y F into it. */
 export type Direction = (problem: BilevelProblem, x: Vector, y: Vector, k: number) => Vector
 
-/** ∇_y f(x, y), itself differentiable (its tape is recorded by any enclosing gradient). */
+/**
+ * ∇_y f(x, y), itself differentiable (its tape is recorded by any enclosing gradient): the
+ * problem's closed form when it has one, autodiff otherwise.
+ */
 export const lowerGradient: Direction = (problem, x, y) =>
-  tf.grad((v: Vector) => problem.lower(x, v))(y) as Vector
+  problem.lowerGradient ? problem.lowerGradient(x, y) : tf.grad((v: Vector) => problem.lower(x, v))(y)
 
 /** ∇_y F(x, y). */
 export const upperGradientY: Direction = (problem, x, y) =>

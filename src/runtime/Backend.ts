@@ -76,12 +76,18 @@ const loaders: Record<BackendName, Loader> = {
 
 let gradientsRegistered = false
 /**
- * tfjs-core's bundles register no kernel gradients (the `@tensorflow/tfjs` umbrella does it);
- * its unbundled `register_all_gradients` does, and resolves under tsx and vitest.
+ * tfjs-core's bundles register no kernel gradients (the `@tensorflow/tfjs` umbrella does it); its
+ * unbundled `register_all_gradients` does. Its extensionless ESM imports resolve through tsx's
+ * CommonJS loader (the CLI) or vite's resolver (vitest, where only `import()` works), so both are tried.
  */
-const registerGradients = () => {
+const registerGradients = async () => {
   if (!gradientsRegistered) {
-    require("@tensorflow/tfjs-core/dist/register_all_gradients.js")
+    const module = "@tensorflow/tfjs-core/dist/register_all_gradients.js"
+    try {
+      require(module)
+    } catch {
+      await import(module)
+    }
     gradientsRegistered = true
   }
   installSecondOrderGradients()
@@ -92,7 +98,7 @@ const acquire = (name: BackendName) =>
     try: async () => {
       const loader = loaders[name]
       tf.enableProdMode()
-      registerGradients()
+      await registerGradients()
       await loader.load()
       if (!(await tf.setBackend(loader.tfjsName))) throw new Error(`tfjs could not initialize "${loader.tfjsName}"`)
       await tf.ready()

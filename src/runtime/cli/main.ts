@@ -45,7 +45,7 @@ const configFlag = Flag.String("config").pipe(
   Flag.withDescription("a JSON file of settings {key: value}; --set overrides it"),
   Flag.optional
 )
-const jsonFlag = Flag.Boolean("json").pipe(Flag.withDescription("print exactly one JSON object on stdout"))
+const jsonFlag = Flag.Boolean("json").pipe(Flag.withDescription("print exactly one JSON object on stdout"), Flag.withDefault(false))
 
 /** Settings from --config (a JSON object) merged with --set pairs. */
 const gatherSettings = Effect.fnUntraced(function*(config: Option.Option<string>, sets: ReadonlyArray<string>) {
@@ -181,7 +181,7 @@ const plotCommand = Command.make("plot", {
   runs: runDirs,
   metric: Flag.String("metric").pipe(Flag.withDescription("recorded metric to plot (repeatable; default F)"), Flag.atLeast(0)),
   out: Flag.String("out").pipe(Flag.withDescription("output file, .svg or .png")),
-  logY: Flag.Boolean("log-y").pipe(Flag.withDescription("logarithmic y axis")),
+  logY: Flag.Boolean("log-y").pipe(Flag.withDescription("logarithmic y axis"), Flag.withDefault(false)),
   title: Flag.String("title").pipe(Flag.optional)
 }, (flags) =>
   Effect.gen(function*() {
@@ -214,12 +214,16 @@ const bilevel = Command.make("bilevel").pipe(
   Command.withSubcommands([runCommand, methodsCommand, tasksCommand, gradcheckCommand, schemaCommand, plotCommand, compareCommand])
 )
 
-/** A user's mistake prints its message (which says what to do) and exits 1; no stack trace. */
+/**
+ * A user's mistake prints its message (which says what to do) and exits 1; no stack trace. A
+ * command-line parse error has already been shown with the command's help.
+ */
 const reportFailure = (error: unknown) =>
   Effect.gen(function*() {
+    const shown = typeof error === "object" && error !== null && "_tag" in error && error._tag === "ShowHelp"
     const message = typeof error === "object" && error !== null && "message" in error ? String(error.message) : String(error)
     const tag = typeof error === "object" && error !== null && "_tag" in error ? `${String(error._tag)}: ` : ""
-    yield* Console.error(`${tag}${message}`)
+    if (!shown) yield* Console.error(`${tag}${message}`)
     yield* Effect.sync(() => {
       process.exitCode = 1
     })
