@@ -24,10 +24,15 @@ export interface RandomSource {
   readonly permutation: (n: number) => Int32Array
   /** The generator's state, for checkpoints. */
   readonly state: () => ReadonlyArray<number>
+  /**
+   * Continues from a saved {@link state}. A resumed run rebuilds its task from the seed first (the
+   * task may draw its data in `make`), then restores, so it draws what the uninterrupted run drew.
+   */
+  readonly restore: (state: ReadonlyArray<number>) => void
 }
 
 export const make = (seedOrState: number | ReadonlyArray<number>): RandomSource => {
-  const rng = typeof seedOrState === "number" ? xoroshiro128plus(seedOrState) : xoroshiro128plusFromState(seedOrState)
+  let rng = typeof seedOrState === "number" ? xoroshiro128plus(seedOrState) : xoroshiro128plusFromState(seedOrState)
   const uniform = () => uniformFloat64(rng)
   const int = (from: number, to: number) => uniformInt(rng, from, to)
   return {
@@ -48,7 +53,10 @@ export const make = (seedOrState: number | ReadonlyArray<number>): RandomSource 
       }
       return p
     },
-    state: () => rng.getState()
+    state: () => rng.getState(),
+    restore: (state) => {
+      rng = xoroshiro128plusFromState(state)
+    }
   }
 }
 
