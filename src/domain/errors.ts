@@ -73,3 +73,18 @@ export class UnsupportedOp extends Schema.TaggedError<UnsupportedOp>()("Unsuppor
     return `The op "${this.op}" has no trustworthy second-order gradient on tfjs; use ${this.use} instead.`
   }
 }
+
+/** A replayed run's steps differ from the recorded ones: the first difference, field by field. */
+export class ReplayMismatch extends Schema.TaggedError<ReplayMismatch>()("ReplayMismatch", {
+  dir: Schema.String,
+  step: Schema.Number,
+  field: Schema.String,
+  recorded: Schema.Unknown,
+  replayed: Schema.Unknown
+}) {
+  override get message() {
+    return `Replay of ${this.dir} differs from the record at outer step ${this.step}, field "${this.field}": ` +
+      `recorded ${JSON.stringify(this.recorded) ?? "nothing"}, replayed ${JSON.stringify(this.replayed) ?? "nothing"}. ` +
+      `The run is not reproducible on this backend and version (see \`bilevel replay --help\`).`
+  }
+}
