@@ -1,11 +1,14 @@
 /**
  * A run record: the directory a run writes and `replay`, `plot`, `compare` and `resume` read.
  *
- *   run.json      what was run: task, method, label, backend, seed, decoded config, versions, start time
- *   steps.ndjson  one line per outer step: { t, F, kbar, hypergradNorm, ms, cost, ...task metrics }
- *   summary.json  how it ended: status, final metrics, wall time, and the error if it failed
+ *   run.json         what was run: task, method, label, backend, seed, decoded config, versions, start
+ *                    time, checkpoint interval
+ *   steps.ndjson     one line per outer step: { t, F, kbar, hypergradNorm, ms, cost, ...task metrics }
+ *   summary.json     how it ended: status, final metrics, wall time, and the error if it failed
+ *   checkpoint.json  the UL state after the last checkpointed step (see `checkpoint.ts`)
  *
- * Steps are appended as they happen, so a failed or killed run keeps everything up to its last step.
+ * Steps are appended as they happen, so a failed or killed run keeps everything up to its last step;
+ * files that are replaced whole (checkpoint, truncated steps on resume) are written atomically.
  */
 import { Effect, FileSystem, Schema } from "effect"
 import { Cost } from "../domain/Cost.ts"
@@ -22,7 +25,9 @@ export const RunInfo = Schema.Struct({
   seed: Schema.Number,
   config: Schema.Record(Schema.String, Schema.Unknown),
   versions: Schema.Record(Schema.String, Schema.String),
-  startedAt: Schema.String
+  startedAt: Schema.String,
+  /** A checkpoint is written every this many outer steps (0: never); absent in records from before checkpoints. */
+  checkpointEvery: Schema.optional(Schema.Number)
 })
 export type RunInfo = typeof RunInfo.Type
 
@@ -43,8 +48,11 @@ export const Summary = Schema.Struct({
   status: Schema.Literals(["completed", "failed"]),
   outerSteps: Schema.Number,
   final: Schema.Record(Schema.String, Schema.Unknown),
+  /** Wall time of the session that finished the run (the last resume, if any). */
   wallMs: Schema.Number,
-  error: Schema.optional(Schema.String)
+  error: Schema.optional(Schema.String),
+  /** The outer step the last `bilevel resume` continued from. */
+  resumedFrom: Schema.optional(Schema.Number)
 })
 export type Summary = typeof Summary.Type
 
@@ -55,7 +63,7 @@ export interface RunRecord {
   readonly summary: Summary | undefined
 }
 
-const files = { info: "run.json", steps: "steps.ndjson", summary: "summary.json" } as const
+export const files = { info: "run.json", steps: "steps.ndjson", summary: "summary.json", checkpoint: "checkpoint.json" } as const
 
 const fail = (path: string, problem: string) => new RunRecordError({ path, problem })
 
@@ -65,28 +73,89 @@ const decodeJson = <S extends Schema.Top>(schema: S, path: string) => (text: str
     Effect.mapError((e) => e instanceof RunRecordError ? e : fail(path, `does not match the run-record format: ${e}`))
   ) as Effect.Effect<S["Type"], RunRecordError, S["DecodingServices"]>
 
+const readText = Effect.fnUntraced(function*(dir: string, name: string) {
+  const fs = yield* FileSystem.FileSystem
+  return yield* fs.readFileString(`${dir}/${name}`).pipe(
+    Effect.mapError(() => fail(`${dir}/${name}`, "cannot be read (is this a run directory?)"))
+  )
+})
+
+/** The run.json of a run directory. */
+export const readInfo = (dir: string) =>
+  readText(dir, files.info).pipe(Effect.flatMap(decodeJson(RunInfo, `${dir}/${files.info}`)))
+
+/** The summary.json of a run directory, if the run got to write one. */
+export const readSummary = Effect.fnUntraced(function*(dir: string) {
+  const fs = yield* FileSystem.FileSystem
+  const hasSummary = yield* fs.exists(`${dir}/${files.summary}`).pipe(Effect.orElseSucceed(() => false))
+  return hasSummary
+    ? yield* readText(dir, files.summary).pipe(Effect.flatMap(decodeJson(Summary, `${dir}/${files.summary}`)))
+    : undefined
+})
+
+/**
+ * The recorded steps. Every line must be a step record whose `t` is its line index; with `keep`,
+ * only the first `keep` lines are read and must exist, and what follows them (steps recorded after
+ * a checkpoint, a line cut short by a kill) is ignored.
+ */
+export const readSteps = Effect.fnUntraced(function*(dir: string, options: { readonly keep?: number } = {}) {
+  const path = `${dir}/${files.steps}`
+  const lines = (yield* readText(dir, files.steps)).split("\n")
+  if (lines.at(-1) === "") lines.pop()
+  if (options.keep !== undefined && lines.length < options.keep) {
+    return yield* fail(path, `holds ${lines.length} steps, fewer than the ${options.keep} its checkpoint covers: the record is truncated`)
+  }
+  const kept = options.keep === undefined ? lines : lines.slice(0, options.keep)
+  return yield* Effect.forEach(kept, (line, i) =>
+    decodeJson(StepRecord, `${path} line ${i + 1}`)(line).pipe(
+      Effect.filterOrFail(
+        (step) => step.t === i,
+        (step) => fail(`${path} line ${i + 1}`, `records outer step ${step.t} where step ${i} belongs: the record is corrupt`)
+      )
+    ))
+})
+
 /** Reads a run directory written by {@link writer}. */
 export const read = Effect.fnUntraced(function*(dir: string) {
-  const fs = yield* FileSystem.FileSystem
-  const readText = (name: string) =>
-    fs.readFileString(`${dir}/${name}`).pipe(Effect.mapError(() => fail(`${dir}/${name}`, "cannot be read (is this a run directory?)")))
-  const info = yield* readText(files.info).pipe(Effect.flatMap(decodeJson(RunInfo, `${dir}/${files.info}`)))
-  const stepsText = yield* readText(files.steps)
-  const steps = yield* Effect.forEach(
-    stepsText.split("\n").filter((line) => line.trim() !== ""),
-    (line, i) => decodeJson(StepRecord, `${dir}/${files.steps} line ${i + 1}`)(line)
-  )
-  const hasSummary = yield* fs.exists(`${dir}/${files.summary}`).pipe(Effect.orElseSucceed(() => false))
-  const summary = hasSummary
-    ? yield* readText(files.summary).pipe(Effect.flatMap(decodeJson(Summary, `${dir}/${files.summary}`)))
-    : undefined
+  const info = yield* readInfo(dir)
+  const steps = yield* readSteps(dir)
+  const summary = yield* readSummary(dir)
   return { dir, info, steps, summary } satisfies RunRecord
 })
+
+/**
+ * Replaces `path` whole, atomically: writes a temporary file beside it, flushes it to disk, then
+ * renames it over `path`. A crash leaves the old file or the new one, never a torn one.
+ */
+export const writeAtomically = Effect.fnUntraced(function*(path: string, text: string) {
+  const fs = yield* FileSystem.FileSystem
+  const temporary = `${path}.tmp`
+  yield* Effect.scoped(Effect.gen(function*() {
+    const file = yield* fs.open(temporary, { flag: "w" })
+    yield* file.writeAll(new TextEncoder().encode(text))
+    yield* file.sync
+  }))
+  yield* fs.rename(temporary, path)
+}, (effect, path) => Effect.mapError(effect, (e) => fail(path, `cannot be written: ${e.message}`)))
 
 export interface Writer {
   readonly dir: string
   readonly appendStep: (step: StepRecord) => Effect.Effect<void, RunRecordError>
   readonly finish: (summary: Summary) => Effect.Effect<void, RunRecordError>
+}
+
+const fileWriter = (fs: FileSystem.FileSystem, dir: string) => (name: string, text: string, flag: "w" | "a") =>
+  fs.writeFileString(`${dir}/${name}`, text, { flag }).pipe(
+    Effect.mapError((e) => fail(`${dir}/${name}`, `cannot be written: ${e.message}`))
+  )
+
+const writerOf = (fs: FileSystem.FileSystem, dir: string): Writer => {
+  const write = fileWriter(fs, dir)
+  return {
+    dir,
+    appendStep: (step) => write(files.steps, JSON.stringify(step) + "\n", "a"),
+    finish: (summary) => write(files.summary, JSON.stringify(summary, null, 2) + "\n", "w")
+  }
 }
 
 /** Creates `dir` (which must not exist yet, so nothing is overwritten) and writes run.json. */
@@ -96,18 +165,25 @@ export const writer = Effect.fnUntraced(function*(dir: string, info: RunInfo) {
   if (exists) {
     return yield* fail(dir, "already exists; choose another --out directory or remove it (runs are never overwritten)")
   }
-  const write = (name: string, text: string, flag: "w" | "a") =>
-    fs.writeFileString(`${dir}/${name}`, text, { flag }).pipe(
-      Effect.mapError((e) => fail(`${dir}/${name}`, `cannot be written: ${e.message}`))
-    )
   yield* fs.makeDirectory(dir, { recursive: true }).pipe(
     Effect.mapError((e) => fail(dir, `cannot be created: ${e.message}. Choose a writable --out directory`))
   )
+  const write = fileWriter(fs, dir)
   yield* write(files.info, JSON.stringify(info, null, 2) + "\n", "w")
   yield* write(files.steps, "", "w")
-  return {
-    dir,
-    appendStep: (step) => write(files.steps, JSON.stringify(step) + "\n", "a"),
-    finish: (summary) => write(files.summary, JSON.stringify(summary, null, 2) + "\n", "w")
-  } satisfies Writer
+  return writerOf(fs, dir)
+})
+
+/**
+ * Reopens an interrupted run directory to continue it: steps.ndjson is cut back to `steps` (those
+ * recorded up to the checkpoint), atomically, and the stale summary of a failed attempt is removed,
+ * so until the run finishes again the record reads as unfinished.
+ */
+export const reopen = Effect.fnUntraced(function*(dir: string, steps: ReadonlyArray<StepRecord>) {
+  const fs = yield* FileSystem.FileSystem
+  yield* writeAtomically(`${dir}/${files.steps}`, steps.map((step) => JSON.stringify(step) + "\n").join(""))
+  yield* fs.remove(`${dir}/${files.summary}`, { force: true }).pipe(
+    Effect.mapError((e) => fail(`${dir}/${files.summary}`, `cannot be removed: ${e.message}`))
+  )
+  return writerOf(fs, dir)
 })

@@ -1,18 +1,23 @@
 /**
  * A run as one Effect program: decode settings → build the task → stream outer steps → record.
- * Steps are appended to the run record as they happen; a run that fails (a `Diverged` step, say)
- * still writes its summary with the error, so nothing it computed is lost.
+ * Steps are appended to the run record as they happen, and every `checkpointEvery` outer steps the
+ * UL state is checkpointed; a run that fails (a `Diverged` step, say) still writes its summary with
+ * the error, so nothing it computed is lost, and a killed one can be continued by {@link resume}.
  */
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect, Exit, Stream } from "effect"
+import { Cause, Effect, Exit, Stream } from "effect"
 import { createRequire } from "node:module"
+import { RunRecordError } from "../domain/errors.ts"
 import { Rng } from "../domain/Rng.ts"
 import { tensorScope } from "../domain/tensors.ts"
+import type { Method } from "../solvers/methods.ts"
 import { initialState, type OuterStep, outerSteps } from "../solvers/outerLoop.ts"
+import type { Task } from "../tasks/Task.ts"
 import { Backend } from "./Backend.ts"
+import * as Checkpoint from "./checkpoint.ts"
 import * as RunRecord from "./RunRecord.ts"
 import type { StepRecord } from "./RunRecord.ts"
-import { findMethod, findTask, resolveSettings } from "./settings.ts"
+import { findMethod, findTask, type ResolvedSettings, resolveSettings } from "./settings.ts"
 
 export interface RunRequest {
   readonly task: string
@@ -26,6 +31,10 @@ export interface RunRequest {
   readonly label?: string | undefined
   /** Called after each recorded outer step (progress display). */
   readonly onStep?: ((record: StepRecord, total: number) => Effect.Effect<void>) | undefined
+  /** Checkpoint the UL state every this many outer steps (0: never); default {@link defaultCheckpointEvery}. */
+  readonly checkpointEvery?: number | undefined
+  /** Stop after this many outer steps even if the settings ask for more (replaying an interrupted record). */
+  readonly stopAfter?: number | undefined
 }
 
 export interface RunResult {
@@ -38,7 +47,12 @@ export interface RunResult {
   readonly final: Record<string, unknown>
   readonly runDir: string
   readonly wallMs: number
+  /** The outer step a resumed run continued from. */
+  readonly resumedFrom?: number
 }
+
+/** Checkpoint interval of a run that does not choose one: cheap next to 50 outer steps of any task. */
+export const defaultCheckpointEvery = 50
 
 const require = createRequire(import.meta.url)
 const versions = (): Record<string, string> => ({
@@ -60,14 +74,90 @@ const toRecord = (step: OuterStep, metrics: Record<string, number>): StepRecord 
   ...metrics
 })
 
+/** A typed failure as `Tag: message` (what the CLI prints); anything else as Effect renders it. */
+const describeFailure = (cause: Cause.Cause<unknown>): string => {
+  const error = Cause.squash(cause)
+  return typeof error === "object" && error !== null && "_tag" in error && "message" in error
+    ? `${String(error._tag)}: ${String(error.message)}`
+    : Cause.hasInterruptsOnly(cause)
+    ? "interrupted"
+    : String(cause)
+}
+
+/** Everything one session of a run needs: a fresh run, or a resumed one with its checkpoint. */
+interface Session {
+  readonly task: Task
+  readonly method: Method
+  readonly settings: ResolvedSettings
+  readonly seed: number
+  readonly writer: RunRecord.Writer
+  readonly checkpointEvery: number
+  /** Outer steps the run ends after. */
+  readonly total: number
+  readonly onStep?: RunRequest["onStep"]
+  /** Where a resumed session starts: the steps recorded before it, and the checkpoint they end at. */
+  readonly resume?: {
+    readonly steps: ReadonlyArray<StepRecord>
+    readonly checkpoint: Checkpoint.Checkpoint | undefined
+  }
+}
+
+/** Runs the outer loop of `session` and writes its summary, failed or not. */
+const runSession = Effect.fnUntraced(function*(session: Session) {
+  const started = performance.now()
+  const { checkpointEvery, resume, task, writer } = session
+  const records: Array<StepRecord> = [...(resume?.steps ?? [])]
+  const loop = Effect.gen(function*() {
+    const rng = yield* Rng
+    // The instance is built from the seed even when resuming (a task may draw its data here), and the
+    // generator is restored only after it: from then on it draws what the uninterrupted run drew.
+    const instance = yield* task.make(session.settings.task)
+    const solver = session.method.build(session.settings.task, session.settings.method)
+    const fresh = initialState(instance.x0, instance.y0, instance.optimizers)
+    const checkpoint = resume?.checkpoint
+    const start = checkpoint === undefined
+      ? fresh
+      : yield* Checkpoint.restore(checkpoint, fresh, `${writer.dir}/${RunRecord.files.checkpoint}`)
+    if (checkpoint !== undefined) rng.restore(checkpoint.rng)
+    yield* outerSteps(solver, instance.problem, start, instance.optimizers).pipe(
+      Stream.take(Math.max(0, session.total - start.t)),
+      Stream.runForEach((step) =>
+        Effect.gen(function*() {
+          const record = toRecord(step, instance.metrics(step))
+          records.push(record)
+          // Recorded before its checkpoint, so steps.ndjson always reaches the last checkpoint.
+          yield* writer.appendStep(record)
+          if (checkpointEvery > 0 && step.after.t % checkpointEvery === 0) {
+            yield* Checkpoint.write(writer.dir, Checkpoint.capture(step.after, rng.state()))
+          }
+          yield* session.onStep?.(record, session.total) ?? Effect.void
+        })
+      )
+    )
+    return instance.summarize(records)
+  }).pipe(Effect.scoped, tensorScope, Effect.provide(Rng.layer(session.seed)))
+  const exit = yield* Effect.exit(loop)
+  const wallMs = performance.now() - started
+  yield* writer.finish({
+    status: Exit.isSuccess(exit) ? "completed" : "failed",
+    outerSteps: records.length,
+    final: Exit.isSuccess(exit) ? exit.value : {},
+    wallMs,
+    ...(Exit.isFailure(exit) ? { error: describeFailure(exit.cause) } : {}),
+    ...(resume === undefined ? {} : { resumedFrom: resume.checkpoint?.step ?? 0 })
+  })
+  const final = yield* exit
+  return { final, outerSteps: records.length, wallMs }
+})
+
 /** Runs `request` on the provided backend; every tensor it allocates is released when it ends. */
 export const run = Effect.fnUntraced(function*(request: RunRequest) {
-  const started = performance.now()
   const backend = yield* Backend
   const task = yield* findTask(request.task)
   const method = yield* findMethod(request.method)
   const settings = yield* resolveSettings(task, method, request.settings)
   const config = { ...settings.task, ...settings.method }
+  const checkpointEvery = request.checkpointEvery ?? defaultCheckpointEvery
   const writer = yield* RunRecord.writer(request.out ?? defaultRunDir(task.name, method.name), {
     task: task.name,
     method: method.name,
@@ -76,43 +166,83 @@ export const run = Effect.fnUntraced(function*(request: RunRequest) {
     seed: request.seed,
     config,
     versions: versions(),
-    startedAt: new Date().toISOString()
+    startedAt: new Date().toISOString(),
+    checkpointEvery
   })
-  const records: Array<StepRecord> = []
-  const total = settings.task.outerSteps
-  const loop = Effect.gen(function*() {
-    const instance = yield* task.make(settings.task)
-    const solver = method.build(settings.task, settings.method)
-    yield* outerSteps(solver, instance.problem, initialState(instance.x0, instance.y0, instance.optimizers), instance.optimizers).pipe(
-      Stream.take(total),
-      Stream.runForEach((step) => {
-        const record = toRecord(step, instance.metrics(step))
-        records.push(record)
-        return writer.appendStep(record).pipe(Effect.andThen(request.onStep?.(record, total) ?? Effect.void))
-      })
-    )
-    return instance.summarize(records)
-  }).pipe(Effect.scoped, tensorScope, Effect.provide(Rng.layer(request.seed)))
-  const exit = yield* Effect.exit(loop)
-  const wallMs = performance.now() - started
-  yield* writer.finish({
-    status: Exit.isSuccess(exit) ? "completed" : "failed",
-    outerSteps: records.length,
-    final: Exit.isSuccess(exit) ? exit.value : {},
-    wallMs,
-    ...(Exit.isFailure(exit) ? { error: String(exit.cause) } : {})
+  const ended = yield* runSession({
+    task,
+    method,
+    settings,
+    seed: request.seed,
+    writer,
+    checkpointEvery,
+    total: Math.min(settings.task.outerSteps, request.stopAfter ?? Infinity),
+    onStep: request.onStep
   })
-  const final = yield* exit
   return {
     task: task.name,
     method: method.name,
     backend: backend.name,
     seed: request.seed,
     config,
-    outerSteps: records.length,
-    final,
     runDir: writer.dir,
-    wallMs
+    ...ended
+  } satisfies RunResult
+})
+
+export interface ResumeRequest {
+  /** A run directory written by {@link run}, interrupted or failed. */
+  readonly dir: string
+  readonly onStep?: RunRequest["onStep"]
+}
+
+/**
+ * Continues the run recorded in `dir` from its last checkpoint (from step 0 when it has none) on the
+ * backend it was recorded on: steps recorded after the checkpoint are dropped, the loop goes on
+ * from the checkpointed state and generator, and the summary is written when it ends. The steps it
+ * appends are those the uninterrupted run would have recorded.
+ */
+export const resume = Effect.fnUntraced(function*(request: ResumeRequest) {
+  const { dir } = request
+  const backend = yield* Backend
+  const info = yield* RunRecord.readInfo(dir)
+  const summary = yield* RunRecord.readSummary(dir)
+  if (summary?.status === "completed") {
+    return yield* new RunRecordError({ path: dir, problem: `is complete (${summary.outerSteps} outer steps); there is nothing to resume` })
+  }
+  if (info.backend !== backend.name) {
+    return yield* new RunRecordError({
+      path: dir,
+      problem: `was recorded on the ${info.backend} backend, not ${backend.name}: its trajectory continues only on the backend it started on`
+    })
+  }
+  const task = yield* findTask(info.task)
+  const method = yield* findMethod(info.method)
+  const settings = yield* resolveSettings(task, method, info.config)
+  const checkpoint = yield* Checkpoint.read(dir)
+  const steps = yield* RunRecord.readSteps(dir, { keep: checkpoint?.step ?? 0 })
+  const writer = yield* RunRecord.reopen(dir, steps)
+  const checkpointEvery = info.checkpointEvery ?? defaultCheckpointEvery
+  const ended = yield* runSession({
+    task,
+    method,
+    settings,
+    seed: info.seed,
+    writer,
+    checkpointEvery,
+    total: settings.task.outerSteps,
+    onStep: request.onStep,
+    resume: { steps, checkpoint }
+  })
+  return {
+    task: task.name,
+    method: method.name,
+    backend: backend.name,
+    seed: info.seed,
+    config: { ...settings.task, ...settings.method },
+    runDir: dir,
+    resumedFrom: checkpoint?.step ?? 0,
+    ...ended
   } satisfies RunResult
 })
 

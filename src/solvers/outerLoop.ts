@@ -7,7 +7,7 @@ import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Stream } from "effect"
 import { Diverged } from "../domain/errors.ts"
 import type { BilevelProblem, Vector } from "../domain/Problem.ts"
-import { identity, norm, scalarValue, tensorScope, tidy } from "../domain/tensors.ts"
+import { identity, norm, scalarValue, tensorScope, tidy, vectorValue } from "../domain/tensors.ts"
 import { type GradientTransformation, type OptState, stateTensors, step } from "./optimizers.ts"
 import { type Solution, type Solver, solve } from "./Solver.ts"
 
@@ -47,20 +47,44 @@ export const initialState = (x0: Vector, z0: Vector, optimizers: UpperOptimizers
 
 const tensorsOf = (s: OuterState) => [s.x, s.z, ...stateTensors(s.xOptimizer), ...stateTensors(s.zOptimizer)]
 
+/**
+ * Σ 0·v: 0 when every entry of v is finite, NaN as soon as one is NaN or ±Inf. Unlike a norm, it
+ * cannot overflow on large finite entries.
+ */
+const nonFinite = (v: Vector): tf.Scalar => tf.sum(tf.mul(v, 0))
+
+/** Whether every entry of each tensor is finite, in one host read. */
+const finiteEach = (tensors: ReadonlyArray<Vector>): Array<boolean> =>
+  vectorValue(tf.tidy(() => tf.stack(tensors.map(nonFinite)))).map(Number.isFinite)
+
+/** A host view of a vector for an error message: its entries when few, its norm otherwise. */
+const describeVector = (name: string, v: Vector): Record<string, unknown> =>
+  v.size <= 8 ? { [name]: vectorValue(v) } : { [`‖${name}‖`]: scalarValue(tf.tidy(() => norm(v))) }
+
+/** The last step whose values were all finite, or the initial point when there is none. */
+const lastFiniteOf = (step: OuterStep | undefined, initial: OuterState): Record<string, unknown> =>
+  step === undefined
+    ? describeVector("x", initial.x)
+    : { step: step.before.t, F: step.solution.upper, hypergradNorm: step.hypergradNorm, ...describeVector("x", step.before.x) }
+
 const outerStep = (solver: Solver, problem: BilevelProblem, optimizers: UpperOptimizers) =>
-(before: OuterState): Effect.Effect<OuterStep, Diverged> =>
+(before: OuterState, previous: OuterStep | undefined): Effect.Effect<OuterStep, Diverged> =>
   tensorScope(Effect.gen(function*() {
     const started = performance.now()
     const solution = yield* solve(solver, problem, before.x, before.z)
     const learnsZ = solver.initialization === "auxiliary"
-    const hypergradNorm = scalarValue(tf.tidy(() =>
-      learnsZ ? tf.sqrt(tf.add(tf.square(norm(solution.gradX)), tf.square(norm(solution.gradZ)))) : norm(solution.gradX)
-    ))
-    if (!Number.isFinite(solution.upper) || !Number.isFinite(hypergradNorm)) {
+    const [hypergradNorm, ...checks] = vectorValue(tf.tidy(() =>
+      tf.stack([
+        learnsZ ? tf.sqrt(tf.add(tf.square(norm(solution.gradX)), tf.square(norm(solution.gradZ)))) : norm(solution.gradX),
+        nonFinite(solution.gradX),
+        ...(learnsZ ? [nonFinite(solution.gradZ)] : [])
+      ])
+    )) as [number, ...Array<number>]
+    if (!Number.isFinite(solution.upper) || !Number.isFinite(hypergradNorm) || !checks.every(Number.isFinite)) {
       return yield* new Diverged({
         step: before.t,
         quantity: Number.isFinite(solution.upper) ? "the hypergradient" : "the UL objective F",
-        lastFinite: { F: solution.upper, hypergradNorm }
+        lastFinite: lastFiniteOf(previous, before)
       })
     }
     const after = tidy((): OuterState => {
@@ -70,13 +94,23 @@ const outerStep = (solver: Solver, problem: BilevelProblem, optimizers: UpperOpt
         : [tf.clone(before.z), before.zOptimizer]
       return { t: before.t + 1, x, z, xOptimizer, zOptimizer }
     })
-    return { before, solution, hypergradNorm, after, ms: performance.now() - started } satisfies OuterStep
+    const [xFinite, zFinite] = finiteEach([after.x, after.z])
+    const current = { before, solution, hypergradNorm, after, ms: performance.now() - started } satisfies OuterStep
+    if (!xFinite || !zFinite) {
+      return yield* new Diverged({
+        step: before.t,
+        quantity: xFinite ? "z (the LL initialization) after the UL update" : "x after the UL update",
+        lastFinite: lastFiniteOf(current, before)
+      })
+    }
+    return current
   }))
 
 /**
  * Outer steps from `initial`, forever (cut it with `Stream.take(T)`). An element's tensors stay
  * valid until the next element is pulled; then the loop releases them. Fails with `Diverged` at
- * the first non-finite F or hypergradient.
+ * the first non-finite F, hypergradient, or x (z) after the update; its tensors are then released
+ * by the enclosing scope.
  */
 export const outerSteps = (
   solver: Solver,
@@ -86,7 +120,7 @@ export const outerSteps = (
 ): Stream.Stream<OuterStep, Diverged> => {
   const next = outerStep(solver, problem, optimizers)
   return Stream.unfold({ state: initial, previous: undefined as OuterStep | undefined }, ({ previous, state }) =>
-    next(state).pipe(
+    next(state, previous).pipe(
       Effect.map((current) => {
         if (previous !== undefined) release(previous, current)
         return [current, { state: current.after, previous: current }] as const

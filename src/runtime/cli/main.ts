@@ -12,10 +12,12 @@ import * as Backend from "../Backend.ts"
 import { compareRuns } from "../compare.ts"
 import { gradcheck } from "../gradcheck.ts"
 import { writePlot } from "../plot.ts"
-import { run } from "../run.ts"
+import { defaultCheckpointEvery, run } from "../run.ts"
 import * as RunRecord from "../RunRecord.ts"
 import { findMethod, findTask, jsonSchema, parseAssignment, settingKeys } from "../settings.ts"
 import { progressBar, summaryLines } from "./output.ts"
+import { replayCommand } from "./replay.ts"
+import { resumeCommand } from "./resume.ts"
 
 const taskArgument = Argument.String("task").pipe(
   Argument.withDescription(`the problem to solve: ${tasks.map((t) => t.name).join(", ")} (see \`bilevel tasks\`)`)
@@ -79,6 +81,11 @@ const runCommand = Command.make("run", {
   config: configFlag,
   out: Flag.String("out").pipe(Flag.withDescription("run directory to create (default runs/<task>-<method>-<time>)"), Flag.optional),
   label: Flag.String("label").pipe(Flag.withDescription("legend name of this run in plots and tables (default: the method)"), Flag.optional),
+  checkpointEvery: Flag.Int("checkpoint-every").pipe(
+    Flag.withDescription("checkpoint the UL state every N outer steps into the run directory, for `bilevel resume` (0: never)"),
+    Flag.filter((n) => n >= 0, (n) => `--checkpoint-every must be 0 (never) or a positive number of outer steps, got ${n}`),
+    Flag.withDefault(defaultCheckpointEvery)
+  ),
   json: jsonFlag
 }, (flags) =>
   Effect.gen(function*() {
@@ -91,7 +98,8 @@ const runCommand = Command.make("run", {
       settings,
       out: Option.getOrUndefined(flags.out),
       label: Option.getOrUndefined(flags.label),
-      onStep: progress?.onStep
+      onStep: progress?.onStep,
+      checkpointEvery: flags.checkpointEvery
     }).pipe(Effect.ensuring(progress?.stop ?? Effect.void), Effect.provide(Backend.layer(flags.backend)))
     if (flags.json) return yield* Console.log(JSON.stringify(result))
     yield* Console.log(
@@ -141,7 +149,8 @@ const gradcheckCommand = Command.make("gradcheck", {
       `${result.method} on ${result.task}: relative error ${result.relError.toExponential(3)} against the ` +
         `${result.reference} (${result.compared})\n  cost: ${JSON.stringify(result.cost)}\n` +
         `  hypergradient (first 5): ${hypergradient.slice(0, 5).map((v) => v.toPrecision(6)).join(", ")}\n` +
-        `  reference     (first 5): ${expected.slice(0, 5).map((v) => v.toPrecision(6)).join(", ")}`
+        `  reference     (first 5): ${expected.slice(0, 5).map((v) => v.toPrecision(6)).join(", ")}` +
+        (result.note ? `\n  note: ${result.note}` : "")
     )
   })).pipe(
     Command.withDescription(
@@ -211,7 +220,7 @@ const bilevel = Command.make("bilevel").pipe(
       "Methods (IAPTT-GM, IA-GM, RHG, T-RHG, BDA, LS, NS, …) are compositions of LL dynamics, stream " +
       "combinators and hypergradient strategies; every run is seeded, recorded and replayable."
   ),
-  Command.withSubcommands([runCommand, methodsCommand, tasksCommand, gradcheckCommand, schemaCommand, plotCommand, compareCommand])
+  Command.withSubcommands([runCommand, methodsCommand, tasksCommand, gradcheckCommand, schemaCommand, plotCommand, compareCommand, replayCommand, resumeCommand])
 )
 
 /**
