@@ -1,3 +1,5 @@
+// vitest 5 reports failures with Map.groupBy, which Node 20 lacks (it declares Node 22).
+import "core-js/actual/map/group-by.js"
 import { defineConfig } from "vitest/config"
 
 export default defineConfig({

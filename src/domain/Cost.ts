@@ -8,7 +8,7 @@ export const Cost = Schema.Struct({
   reverseSteps: Schema.Number,
   /** Hessian- or Jacobian-vector products of implicit strategies. */
   hvps: Schema.Number,
-  /** Largest tfjs tensor memory seen while computing the hypergradient, in bytes. */
+  /** Peak tfjs tensor memory the hypergradient computation added above what existed when it began, in bytes. */
   peakBytes: Schema.Number
 })
 export type Cost = typeof Cost.Type

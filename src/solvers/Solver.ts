@@ -87,13 +87,15 @@ export const truncateAtMinResidual = (alpha: number) => select(minResidual(alpha
 export const hypergradient = (strategy: HypergradientStrategy) => (self: Solver): Solver =>
   solver({ ...self, hypergradient: strategy })
 
+/** Peak tensor memory above what was allocated when the computation started: its own footprint. */
 const makeMeter = (): CostMeter => {
-  let peak = tf.memory().numBytes
+  const base = tf.memory().numBytes
+  let peak = base
   return {
     sample: () => {
       peak = Math.max(peak, tf.memory().numBytes)
     },
-    peakBytes: () => peak
+    peakBytes: () => peak - base
   }
 }
 

@@ -37,11 +37,13 @@ export const conjugateGradient = (options: { readonly iterations: number; readon
       (s) =>
         tf.tidy(() => {
           const ap = matvec(s.p)
-          const step = tf.div(s.rr, dot(s.p, ap))
+          // divNoNan: once r = 0 exactly, CG has converged and must stay put rather than turn to NaN.
+          const step = tf.divNoNan(s.rr, dot(s.p, ap))
           const r = tf.sub(s.r, tf.mul(step, ap))
           const rr = dot(r, r)
-          return { i: s.i + 1, v: tf.add(s.v, tf.mul(step, s.p)), r, p: tf.add(r, tf.mul(tf.div(rr, s.rr), s.p)), rr }
-        })
+          return { i: s.i + 1, v: tf.add(s.v, tf.mul(step, s.p)), r, p: tf.add(r, tf.mul(tf.divNoNan(rr, s.rr), s.p)), rr }
+        }),
+      (s) => releaseExcept(b, [s.v, s.r, s.p, s.rr])
     )
     const stopped = options.tolerance === undefined
       ? iterates
@@ -63,11 +65,15 @@ export const neumann = (options: { readonly terms: number; readonly alpha: numbe
         tf.tidy(() => {
           const term = tf.sub(s.term, tf.mul(options.alpha, matvec(s.term)))
           return { i: s.i + 1, term, v: tf.add(s.v, tf.mul(options.alpha, term)) }
-        })
+        }),
+      (s) => releaseExcept(b, [s.term, s.v])
     )
     return lastOf(Stream.take(iterates, options.terms + 1), (s) => ({ solution: s.v, matvecs: s.i }))
   }
 })
+
+/** Frees a solver iterate's tensors once the next exists; b is the caller's. */
+const releaseExcept = (b: Vector, tensors: ReadonlyArray<tf.Tensor>) => tf.dispose(tensors.filter((t) => t !== b))
 
 /** The last element of a finite solver stream, mapped. */
 const lastOf = <S, A>(stream: Stream.Stream<S>, f: (s: S) => A) =>

@@ -15,16 +15,19 @@ export const vjp = (
   cotangents: ReadonlyArray<tf.Tensor>
 ): Array<tf.Tensor> =>
   tf.tidy(() => {
+    // tfjs keys gradients by tensor: a tensor passed twice (FISTA's state [y_0, y_0]) would get the
+    // sum of both cotangents in each place, so repeated primals are distinct copies here.
+    const inputs = primals.map((p, i) => (primals.indexOf(p) < i ? tf.clone(p) : p))
     const { grads } = tf.engine().gradients(
       () => {
-        const outputs = f(...primals)
+        const outputs = f(...inputs)
         return outputs.map((o, i) => dot(o, cotangents[i]!)).reduce((a, b) => tf.add(a, b))
       },
-      primals as Array<tf.Tensor>,
+      inputs,
       undefined,
       true
     )
-    return primals.map((p, i) => grads[i] ?? tf.zerosLike(p))
+    return inputs.map((p, i) => grads[i] ?? tf.zerosLike(p))
   })
 
 /** Gradient of a scalar function with respect to each argument (zeros where it does not depend). */

@@ -16,6 +16,7 @@ import { defaultCheckpointEvery, run } from "../run.ts"
 import * as RunRecord from "../RunRecord.ts"
 import { findMethod, findTask, jsonSchema, parseAssignment, settingKeys } from "../settings.ts"
 import { progressBar, summaryLines } from "./output.ts"
+import { reproduceCommand } from "./reproduce.ts"
 import { replayCommand } from "./replay.ts"
 import { resumeCommand } from "./resume.ts"
 
@@ -220,7 +221,7 @@ const bilevel = Command.make("bilevel").pipe(
       "Methods (IAPTT-GM, IA-GM, RHG, T-RHG, BDA, LS, NS, …) are compositions of LL dynamics, stream " +
       "combinators and hypergradient strategies; every run is seeded, recorded and replayable."
   ),
-  Command.withSubcommands([runCommand, methodsCommand, tasksCommand, gradcheckCommand, schemaCommand, plotCommand, compareCommand, replayCommand, resumeCommand])
+  Command.withSubcommands([runCommand, methodsCommand, tasksCommand, gradcheckCommand, schemaCommand, plotCommand, compareCommand, replayCommand, resumeCommand, reproduceCommand])
 )
 
 /**
