@@ -1,6 +1,7 @@
 /** Every built-in task, by name. */
 import { quadratic } from "./quadratic.ts"
 import type { Task } from "./Task.ts"
+import { toyLlc } from "./toyLlc.ts"
 import { toyNonconvex } from "./toyNonconvex.ts"
 
-export const tasks: ReadonlyArray<Task> = [toyNonconvex, quadratic]
+export const tasks: ReadonlyArray<Task> = [toyNonconvex, quadratic, toyLlc]

@@ -1,0 +1,65 @@
+/**
+ * The runs of an experiment: ordinary `run`s, each recorded in its own subdirectory of the
+ * experiment's directory, read back as run records for figures and tables.
+ */
+import { Effect, FileSystem } from "effect"
+import { RunRecordError } from "../../domain/errors.ts"
+import { run } from "../run.ts"
+import * as RunRecord from "../RunRecord.ts"
+import type { ExperimentOptions } from "./Experiment.ts"
+
+export interface RunSpec {
+  /** Subdirectory of the experiment's directory. */
+  readonly dir: string
+  /** Legend name in figures and tables. */
+  readonly label: string
+  readonly task: string
+  readonly method: string
+  readonly seed: number
+  readonly settings: Record<string, unknown>
+}
+
+type Options = Pick<ExperimentOptions<unknown>, "out" | "overwrite" | "progress">
+
+/**
+ * Refuses (or, with `overwrite`, removes) run records left in the way, all before the first run, so a
+ * long experiment never stops halfway on a name clash. Only directories holding a run.json are removed.
+ */
+const clearWay = Effect.fnUntraced(function*(specs: ReadonlyArray<RunSpec>, options: Options) {
+  const fs = yield* FileSystem.FileSystem
+  for (const spec of specs) {
+    const dir = `${options.out}/${spec.dir}`
+    if (!(yield* fs.exists(dir))) continue
+    if (!options.overwrite) {
+      return yield* new RunRecordError({
+        path: dir,
+        problem: "already exists; pass --overwrite to replace this experiment's earlier runs, or choose another --out"
+      })
+    }
+    if (!(yield* fs.exists(`${dir}/run.json`))) {
+      return yield* new RunRecordError({ path: dir, problem: "is in the way and is not a run record; move it away" })
+    }
+    yield* fs.remove(dir, { recursive: true })
+  }
+})
+
+/**
+ * Runs `specs` one after another (so no run's timing is disturbed by another's) and returns their
+ * records in order. A run that diverges is kept: its record ends with status "failed" and the error.
+ */
+export const runAll = Effect.fnUntraced(function*(specs: ReadonlyArray<RunSpec>, options: Options) {
+  yield* clearWay(specs, options)
+  return yield* Effect.forEach(specs, (spec, i) =>
+    Effect.gen(function*() {
+      const dir = `${options.out}/${spec.dir}`
+      yield* run({ task: spec.task, method: spec.method, seed: spec.seed, settings: spec.settings, out: dir, label: spec.label })
+        .pipe(Effect.catchTag("Diverged", () => Effect.void))
+      const record = yield* RunRecord.read(dir)
+      const status = record.summary?.status ?? "unfinished"
+      const seconds = ((record.summary?.wallMs ?? 0) / 1000).toFixed(1)
+      yield* options.progress(
+        `[${i + 1}/${specs.length}] ${spec.label}, seed ${spec.seed}: ${status}, ${record.steps.length} outer steps in ${seconds} s`
+      )
+      return record
+    }))
+})
