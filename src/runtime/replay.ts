@@ -4,7 +4,7 @@
  *
  * What is compared: every field of every step record — F, k̄, the hypergradient norm, the cost
  * counters (inner and reverse steps, HVPs, peak bytes) and every task metric — and, when the record
- * has a summary, its status, step count and `final` block. What is not: the wall-clock fields `ms`
+ * has a summary, its status, step count, `final` block and error. What is not: the wall-clock fields `ms`
  * and `wallMs`, the only values that depend on the machine rather than on (task, method, config,
  * seed, backend, library versions). With `tolerance` 0 (the default) numbers must be equal bit for
  * bit, which is what the cpu backend delivers; the other backends may reorder floating-point sums
@@ -96,7 +96,7 @@ export const firstDifference = (
 ): Difference | undefined => {
   const steps = firstStepDifference(recorded.steps, replayed.steps, options)
   if (steps !== undefined || recorded.summary === undefined || replayed.summary === undefined) return steps
-  const pick = (s: RunRecord.Summary) => ({ status: s.status, outerSteps: s.outerSteps, final: s.final })
+  const pick = (s: RunRecord.Summary) => ({ status: s.status, outerSteps: s.outerSteps, final: s.final, error: s.error })
   const summary = firstFieldDifference(pick(recorded.summary), pick(replayed.summary), options)
   return summary === undefined ? undefined : { step: recorded.steps.length, ...summary, field: `summary.${summary.field}` }
 }
