@@ -1,0 +1,108 @@
+/**
+ * `bilevel reproduce` on a tiny Fig. 1 (a few outer steps): the report has one table row per method
+ * and init and the acceptance bars, each figure has one line per run in each panel, run records are
+ * never overwritten unless asked, and experiment settings are decoded with their defaults.
+ */
+import { NodeServices } from "@effect/platform-node"
+import { assert, layer } from "@effect/vitest"
+import { Effect, FileSystem, Layer } from "effect"
+import { XMLParser, XMLValidator } from "fast-xml-parser"
+import { mkdtempSync } from "node:fs"
+import { tmpdir } from "node:os"
+import * as path from "node:path"
+import * as Backend from "../src/runtime/Backend.ts"
+import { decodeSettings, type ExperimentOptions } from "../src/runtime/reproduce/Experiment.ts"
+import { experiments } from "../src/runtime/reproduce/experiments.ts"
+import { fig1, inits, methods } from "../src/runtime/reproduce/fig1.ts"
+
+const scratch = mkdtempSync(path.join(tmpdir(), "bilevel-reproduce-"))
+const out = path.join(scratch, "fig1")
+
+const options = (settings: Record<string, unknown>, overwrite: boolean): ExperimentOptions<Record<string, unknown>> => ({
+  out,
+  seeds: [0],
+  settings,
+  command: "bilevel reproduce fig1 (test)",
+  overwrite,
+  progress: () => Effect.void
+})
+
+/** Every element named `tag` under `node` in fast-xml-parser's object form. */
+const elements = (node: unknown, tag: string): Array<Record<string, unknown>> =>
+  typeof node !== "object" || node === null
+    ? []
+    : Object.entries(node).flatMap(([key, child]) =>
+      (Array.isArray(child) ? child : [child]).flatMap((c) => [
+        ...(key === tag && typeof c === "object" ? [c as Record<string, unknown>] : []),
+        ...elements(c, tag)
+      ])
+    )
+const withClass = (node: unknown, tag: string, cls: string) =>
+  elements(node, tag).filter((e) => String(e["@_class"]).split(" ").includes(cls))
+
+layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer))("bilevel reproduce", (it) => {
+  it.effect("a tiny fig1 writes its report with a row per method and init and one line per run in each figure", () =>
+    Effect.gen(function*() {
+      const fs = yield* FileSystem.FileSystem
+      const settings = yield* decodeSettings(fig1, { outerSteps: 3, innerSteps: 4 })
+      assert.deepStrictEqual(settings, { outerSteps: 3, innerSteps: 4, innerLr: 0.0005, outerLr: 0.1 })
+      const result = yield* fig1.run(options(settings, false))
+      assert.strictEqual(result.report, `${out}/README.md`)
+      const report = yield* fs.readFileString(result.report)
+
+      assert.include(report, "- Command: `bilevel reproduce fig1 (test)`")
+      assert.include(report, "- Backend: cpu")
+      for (const [x0, y0] of inits) {
+        for (const method of methods) {
+          const row = report.split("\n").find((line) => line.startsWith(`| ${method} (${x0}, ${y0}) | 0 | completed |`))
+          assert.isDefined(row, `${method} (${x0}, ${y0})`)
+          // run, seed, status, final x, y, F, tail mean, tail max deviation, verdict.
+          assert.strictEqual(row!.split(" | ").length, 9)
+        }
+      }
+      // Three outer steps cannot reach x*: every IAPTT-GM bar is reported, and reported as not met.
+      assert.strictEqual(result.checks.length, inits.length)
+      assert.isTrue(result.checks.every((c) => !c.passed))
+      assert.strictEqual(report.split("\n").filter((line) => line.includes("| NOT met |")).length, inits.length)
+
+      for (const [x0, y0] of inits) {
+        const svg = yield* fs.readFileString(`${out}/fig1-init-${x0}_${y0}.svg`)
+        assert.strictEqual(XMLValidator.validate(svg), true)
+        assert.isTrue(yield* fs.exists(`${out}/fig1-init-${x0}_${y0}.png`))
+        const doc = new XMLParser({ ignoreAttributes: false, parseTagValue: false }).parse(svg) as unknown
+        const lines = withClass(doc, "g", "mark-line").flatMap((g) => elements(g, "path"))
+        // One line per run in each panel (F, xError, y): its label names the panel's metric and the run.
+        for (const metric of ["F", "xError", "y"]) {
+          const drawn = lines.map((p) => String(p["@_aria-label"])).filter((label) => label.includes(`; ${metric}: `))
+          assert.deepStrictEqual(
+            drawn.map((label) => label.slice(label.indexOf("run: ") + 5)).sort(),
+            methods.map((m) => `${m} (${x0}, ${y0})`).sort(),
+            metric
+          )
+        }
+        const legend = withClass(doc, "g", "role-legend-label").flatMap((g) => elements(g, "text"))
+        assert.deepStrictEqual(legend.map((t) => t["#text"]), methods.map((m) => `${m} (${x0}, ${y0})`))
+      }
+    }))
+
+  it.effect("refuses to overwrite earlier runs unless asked, then replaces them", () =>
+    Effect.gen(function*() {
+      const settings = yield* decodeSettings(fig1, { outerSteps: 2, innerSteps: 2 })
+      const refused = yield* Effect.flip(fig1.run(options(settings, false)))
+      assert.strictEqual(refused._tag, "RunRecordError")
+      assert.include(refused.message, "--overwrite")
+      const result = yield* fig1.run(options(settings, true))
+      const report = yield* (yield* FileSystem.FileSystem).readFileString(result.report)
+      assert.include(report, "\"outerSteps\":2")
+    }))
+
+  it.effect("experiment settings reject unknown keys and every experiment has a distinct name", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(decodeSettings(fig1, { outerStep: 3 }))
+      assert.strictEqual(error._tag, "InvalidConfig")
+      assert.include(error.message, "outerStep")
+      const names = experiments.map((e) => e.name)
+      assert.includeMembers(names, ["fig1", "table1", "fig2", "fig3-toy"])
+      assert.strictEqual(new Set(names).size, names.length)
+    }))
+})
