@@ -1,0 +1,207 @@
+/**
+ * Data hyper-cleaning (IAPTT-GM paper Eq. 12, SPEC §6): a fraction of the training labels is
+ * corrupted, and x ∈ R^{trainSize} learns a weight σ(x_i) per training example so that the net
+ * trained on the weighted loss does well on clean validation data.
+ *
+ *     F(x, y) = mean CE(net_y(a_j), b_j) over validation,   f(x, y) = mean_i σ(x_i)·CE(net_y(a_i), b_i)
+ *
+ * Data: `--set dataset=fashion-mnist|mnist`, `--set dataDir=DIR` (FashionMNIST defaults to Debian's
+ * /usr/share/datasets/fashion-mnist). The train / validation / test splits are all drawn from the
+ * dataset's training file with the run's Rng; tests point `dataDir` at tiny IDX files they write.
+ *
+ * Defaults follow Table 6 and the official code where the paper is silent: K = 50, LL SGD step 0.03,
+ * Adam 0.01 for x, z stepped by SGD at the LL step (the code), 1000 outer steps (Table 6's 3000 is a
+ * setting), corrupted labels drawn from the *other* classes (the paper; `corruption=any` is the code's),
+ * LL weights initialized as PyTorch's nn.Linear (U(±1/√fan_in), drawn from the Rng) as in the code.
+ *
+ * Metrics, every `metricsEvery` outer steps and at the last, describe the state after the step's
+ * update, (x_{t+1}, z_{t+1}), as the official code logs it: test accuracy of the net after K LL
+ * gradient steps from the current initialization (`testAccuracy`), at z itself under auxiliary-init
+ * (`testAccuracyZ`, the official code's number), the validation loss after those K steps, and the
+ * cleaning precision, recall and F1 of σ(x) ≥ threshold (src/tasks/metrics.ts).
+ */
+import * as tf from "@tensorflow/tfjs-core"
+import { Effect, Schema } from "effect"
+import { DatasetError } from "../domain/errors.ts"
+import type { BilevelProblem, Vector } from "../domain/Problem.ts"
+import { Rng } from "../domain/Rng.ts"
+import { choice, count, positive, rate } from "../domain/settings.ts"
+import { scalarValue, tidy, vectorValue } from "../domain/tensors.ts"
+import type { OuterStep } from "../solvers/outerLoop.ts"
+import { adam, type GradientTransformation, nesterovSgd, sgd } from "../solvers/optimizers.ts"
+import * as Classifier from "./hyperCleaning/classifier.ts"
+import { type CleaningData, drawCleaningData } from "./hyperCleaning/split.ts"
+import { accuracy, cleaningScores } from "./metrics.ts"
+import { datasetDir, loadMnistLike } from "./mnistLike.ts"
+import { erase } from "./Task.ts"
+
+export const classes = 10
+
+const Settings = Schema.Struct({
+  dataset: choice(["fashion-mnist", "mnist"], "fashion-mnist", "MNIST-format dataset the splits are drawn from"),
+  dataDir: Schema.optionalKey(
+    Schema.String.annotate({
+      description: "directory of the IDX files {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] " +
+        "(default for fashion-mnist: /usr/share/datasets/fashion-mnist; required for mnist)"
+    })
+  ),
+  trainSize: count(5000, "training examples (each gets a weight x_i)"),
+  valSize: count(5000, "validation examples (UL objective)"),
+  testSize: count(10000, "test examples (accuracy metric)"),
+  corruptionRate: rate(0.5, "fraction of training labels corrupted"),
+  corruption: choice(
+    ["different", "any"],
+    "different",
+    "corrupted label: a uniformly random other class (paper), or any class (official code: ≈ 10% stay right)"
+  ),
+  net: choice(["linear", "mlp"], "linear", "LL net: linear 784→10 (convex) or mlp 784→hidden→10 without activation"),
+  hidden: count(300, "hidden width of the mlp net"),
+  init: choice(["uniform", "zeros"], "uniform", "LL weights y_0: PyTorch's nn.Linear U(±1/√fan_in) from the seed, or zeros"),
+  outerSteps: count(1000, "outer (UL) steps T (the paper's Table 6: 3000)"),
+  innerSteps: count(50, "inner (LL) steps K"),
+  innerLr: positive(0.03, "LL SGD step α"),
+  outerLr: positive(0.01, "UL Adam step for x"),
+  zOptimizer: choice(
+    ["sgd", "nesterov", "adam"],
+    "sgd",
+    "optimizer of z under auxiliary-init: sgd (official code), nesterov (the code's --nestrov), adam (the paper's Table 6)"
+  ),
+  zLr: Schema.optionalKey(
+    Schema.Finite.check(Schema.isGreaterThan(0)).annotate({
+      description: "step of z (default: innerLr for sgd and nesterov, as the official code; outerLr for adam)"
+    })
+  ),
+  zMomentum: rate(0.9, "momentum of zOptimizer=nesterov"),
+  threshold: rate(0.5, "an example is kept when σ(x_i) ≥ threshold (cleaning precision / recall / F1)"),
+  metricsEvery: count(10, "record test accuracy and cleaning F1 every this many outer steps (and at the last)")
+})
+export type HyperCleaningSettings = typeof Settings.Type
+
+/** The optimizer that steps z under auxiliary-init. */
+export const zOptimizer = (s: HyperCleaningSettings): GradientTransformation => {
+  switch (s.zOptimizer) {
+    case "sgd":
+      return sgd(s.zLr ?? s.innerLr)
+    case "nesterov":
+      return nesterovSgd(s.zLr ?? s.innerLr, s.zMomentum)
+    case "adam":
+      return adam(s.zLr ?? s.outerLr)
+  }
+}
+
+const oneHot = (labels: Int32Array) => tf.cast(tf.oneHot(tf.tensor1d(labels, "int32"), classes), "float32")
+
+/** The tensors of one instance: data matrices (with transposed copies) and one-hot labels. */
+interface Tensors {
+  readonly train: Classifier.DataMatrix
+  readonly validation: Classifier.DataMatrix
+  readonly test: Classifier.DataMatrix
+  readonly trainLabels: tf.Tensor
+  readonly validationLabels: tf.Tensor
+  readonly x0: Vector
+  readonly y0: Vector
+}
+
+const allocate = (data: CleaningData, y0: Float32Array): Tensors => ({
+  train: Classifier.dataMatrix(data.train.features, data.train.n, data.inputs),
+  validation: Classifier.dataMatrix(data.validation.features, data.validation.n, data.inputs),
+  test: Classifier.dataMatrix(data.test.features, data.test.n, data.inputs),
+  trainLabels: tf.tidy(() => oneHot(data.train.labels)),
+  validationLabels: tf.tidy(() => oneHot(data.validation.labels)),
+  x0: tf.zeros([data.train.n]),
+  y0: tf.tensor1d(y0)
+})
+
+const release = (t: Tensors) =>
+  tf.dispose([...t.train.tensors, ...t.validation.tensors, ...t.test.tensors, t.trainLabels, t.validationLabels, t.x0, t.y0])
+
+/** The bilevel problem of a hyper-cleaning instance, with ∇_y f in closed form. */
+export const cleaningProblem = (net: Classifier.Classifier, t: Tensors): BilevelProblem => ({
+  upper: (_x, y) => tf.mean(Classifier.crossEntropies(net, t.validation, t.validationLabels, y)),
+  lower: (x, y) => Classifier.weightedLoss(net, t.train, t.trainLabels, x, y),
+  lowerGradient: (x, y) => Classifier.weightedLossGradient(net, t.train, t.trainLabels, x, y)
+})
+
+/** y_K of K plain LL gradient steps from y_0 at x (what the metrics evaluate). */
+const descend = (problem: BilevelProblem, x: Vector, y0: Vector, steps: number, lr: number): Vector => {
+  let y = tf.clone(y0)
+  for (let k = 0; k < steps; k++) {
+    const next = tidy(() => tf.sub(y, tf.mul(lr, problem.lowerGradient!(x, y))))
+    y.dispose()
+    y = next
+  }
+  return y
+}
+
+export const hyperCleaning = erase<HyperCleaningSettings>({
+  name: "hyper-cleaning",
+  description: "Data hyper-cleaning (IAPTT-GM Eq. 12): learn a weight σ(x_i) per corrupted training example; " +
+    "linear or MLP net on (Fashion)MNIST",
+  settings: Settings,
+  make: (settings) =>
+    Effect.gen(function*() {
+      const rng = yield* Rng
+      const dir = yield* datasetDir(settings.dataset, settings.dataDir)
+      const source = yield* loadMnistLike({ dataDir: dir, split: "train", dataset: settings.dataset })
+      const wanted = settings.trainSize + settings.valSize + settings.testSize
+      if (wanted > source.n) {
+        return yield* new DatasetError({
+          file: `${dir} (train split)`,
+          problem: `holds ${source.n} examples, fewer than trainSize + valSize + testSize = ${wanted}`,
+          hint: "Lower trainSize, valSize or testSize (the three splits are disjoint draws from the training file)."
+        })
+      }
+      const data = drawCleaningData(source, rng, { ...settings, classes })
+      const net = settings.net === "linear"
+        ? Classifier.linear(data.inputs, classes)
+        : Classifier.mlp(data.inputs, settings.hidden, classes)
+      const weights = settings.init === "zeros" ? new Float32Array(net.size) : net.initialWeights(rng)
+      const t = yield* Effect.acquireRelease(Effect.sync(() => allocate(data, weights)), (t) => Effect.sync(() => release(t)))
+      const problem = cleaningProblem(net, t)
+      const testAccuracy = (y: Vector) => accuracy(Classifier.predict(net, t.test, y), data.test.labels)
+      const recordsAt = (step: number) => step % settings.metricsEvery === 0 || step === settings.outerSteps - 1
+
+      const metrics = (step: OuterStep): Record<string, number> => {
+        if (!recordsAt(step.before.t)) return {}
+        const { x, z } = step.after
+        const trained = descend(problem, x, z, settings.innerSteps, settings.innerLr)
+        const learnsZ = scalarValue(tf.tidy(() => tf.cast(tf.any(tf.notEqual(z, t.y0)), "float32"))) === 1
+        const result = {
+          testAccuracy: testAccuracy(trained),
+          ...(learnsZ ? { testAccuracyZ: testAccuracy(z) } : {}),
+          valLoss: scalarValue(tf.tidy(() => problem.upper(x, trained))),
+          ...cleaningScores(vectorValue(x), data.clean, settings.threshold)
+        }
+        trained.dispose()
+        return result
+      }
+
+      const summarize = (steps: ReadonlyArray<Record<string, unknown>>) => {
+        const recorded = steps.filter((s) => typeof s["testAccuracy"] === "number")
+        const last = recorded.at(-1) ?? {}
+        const best = (key: string) => {
+          const values = recorded.map((s) => s[key]).filter((v): v is number => typeof v === "number")
+          return values.length === 0 ? undefined : Math.max(...values)
+        }
+        const pick = (keys: ReadonlyArray<string>) =>
+          Object.fromEntries(keys.filter((k) => last[k] !== undefined).map((k) => [k, last[k]]))
+        return {
+          ...pick(["t", "testAccuracy", "testAccuracyZ", "f1", "precision", "recall", "keptFraction", "valLoss"]),
+          bestTestAccuracy: best("testAccuracy"),
+          ...(best("testAccuracyZ") === undefined ? {} : { bestTestAccuracyZ: best("testAccuracyZ") }),
+          bestF1: best("f1"),
+          corruptedLabels: data.clean.filter((c) => !c).length,
+          meanMsPerStep: steps.reduce((sum, s) => sum + (s["ms"] as number), 0) / Math.max(steps.length, 1)
+        }
+      }
+
+      return {
+        problem,
+        x0: t.x0,
+        y0: t.y0,
+        optimizers: { x: adam(settings.outerLr), z: zOptimizer(settings) },
+        metrics,
+        summarize
+      }
+    })
+})

@@ -1,0 +1,199 @@
+/**
+ * The LL classifiers of data hyper-cleaning over a flat weight vector y (SPEC §6), with the weighted
+ * softmax cross-entropy f(x, y) = mean_i σ(x_i)·CE(net_y(a_i), b_i) and its gradient in closed form.
+ *
+ *   linear: logits = A W + b                    y = [vec W (d×c), b (c)]
+ *   mlp:    logits = (A W₁ + b₁) W₂ + b₂         y = [vec W₁ (d×h), b₁ (h), vec W₂ (h×c), b₂ (c)]
+ *
+ * Without an activation the MLP's logits are A(W₁W₂) + (b₁W₂ + b₂): reassociated, each LL step makes
+ * two skinny passes over the data (A V and Aᵀ G, with V and G c columns wide), like the linear
+ * model, instead of two d×h products per example.
+ *
+ * Products with a data matrix go through {@link DataMatrix}: tfjs's `matMul` gradient multiplies by
+ * the transposed data with `transposeA`, which the wasm backend runs ≈ 8× slower than a product with a
+ * transposed copy, so each data matrix keeps that copy and supplies its own gradient. Every gradient
+ * here is built from ops whose second order tfjs gets right once the Backend layer has installed
+ * `installSecondOrderGradients` (matMul, softmax, sigmoid, sums, slices): hypergradients differentiate
+ * the closed-form ∇_y f, and test/hyperCleaning.test.ts checks it against autodiff of f.
+ */
+import * as tf from "@tensorflow/tfjs-core"
+import type { Vector } from "../../domain/Problem.ts"
+import type { RandomSource } from "../../domain/Rng.ts"
+import { softmaxCrossEntropyPerExample } from "../losses.ts"
+
+/**
+ * A constant data matrix A [n, d] that multiplies weights, A V and Aᵀ G, with gradients that use the
+ * stored transpose. Each product is linear in its argument, so its gradient (a product with a
+ * constant) is exact at every order.
+ */
+export interface DataMatrix {
+  readonly rows: number
+  readonly columns: number
+  /** A V for V [d, k]. */
+  readonly times: (v: tf.Tensor) => tf.Tensor2D
+  /** Aᵀ G for G [n, k]. */
+  readonly transposeTimes: (g: tf.Tensor) => tf.Tensor2D
+  /** The tensors it owns (A and Aᵀ), for release. */
+  readonly tensors: ReadonlyArray<tf.Tensor>
+}
+
+/** A [rows, columns] from row-major values; allocates A and Aᵀ. */
+export const dataMatrix = (values: Float32Array, rows: number, columns: number): DataMatrix => {
+  const a = tf.tensor2d(values, [rows, columns])
+  const aT = tf.transpose(a)
+  // The gradient closes over the constants and never reads the (unsaved) input.
+  const product = (matrix: tf.Tensor, transposed: tf.Tensor) =>
+    tf.customGrad(((v: tf.Tensor) => ({
+      value: tf.matMul(matrix, v),
+      gradFunc: (dy: tf.Tensor) => tf.matMul(transposed, dy)
+    })) as (...inputs: Array<tf.Tensor | tf.GradSaveFunc>) => { value: tf.Tensor; gradFunc: (dy: tf.Tensor) => tf.Tensor })
+  const times = product(a, aT)
+  const transposeTimes = product(aT, a)
+  return {
+    rows,
+    columns,
+    times: (v) => times(v) as tf.Tensor2D,
+    transposeTimes: (g) => transposeTimes(g) as tf.Tensor2D,
+    tensors: [a, aT]
+  }
+}
+
+export type NetKind = "linear" | "mlp"
+
+export interface Classifier {
+  readonly kind: NetKind
+  readonly inputs: number
+  readonly classes: number
+  /** Size of the flat weight vector y. */
+  readonly size: number
+  /** logits [n, c] of the net with weights y on data A. */
+  readonly logits: (data: DataMatrix, y: Vector) => tf.Tensor2D
+  /**
+   * ∇_y of Σ_i G-weighted CE given G = ∂loss/∂logits [n, c]: the backward pass of {@link logits},
+   * written so each step costs one skinny pass over A.
+   */
+  readonly backward: (data: DataMatrix, y: Vector, g: tf.Tensor2D) => Vector
+  /** Initial weights y_0: PyTorch's nn.Linear default, U(−1/√fan_in, 1/√fan_in), as the official code. */
+  readonly initialWeights: (rng: RandomSource) => Float32Array
+}
+
+const uniformInit = (rng: RandomSource, count: number, fanIn: number) => {
+  const bound = 1 / Math.sqrt(fanIn)
+  return rng.array(count, () => (2 * rng.uniform() - 1) * bound)
+}
+
+const concat = (parts: ReadonlyArray<Float32Array>) => {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0))
+  let at = 0
+  for (const p of parts) {
+    out.set(p, at)
+    at += p.length
+  }
+  return out
+}
+
+const flat = (t: tf.Tensor) => tf.reshape(t, [-1])
+
+export const linear = (inputs: number, classes: number): Classifier => {
+  const unflatten = (y: Vector) => ({
+    w: tf.reshape(tf.slice(y, 0, inputs * classes), [inputs, classes]) as tf.Tensor2D,
+    b: tf.slice(y, inputs * classes, classes) as tf.Tensor1D
+  })
+  return {
+    kind: "linear",
+    inputs,
+    classes,
+    size: inputs * classes + classes,
+    logits: (data, y) => {
+      const { b, w } = unflatten(y)
+      return tf.add(data.times(w), b)
+    },
+    backward: (data, _y, g) => tf.concat([flat(data.transposeTimes(g)), tf.sum(g, 0)]),
+    initialWeights: (rng) => concat([uniformInit(rng, inputs * classes, inputs), uniformInit(rng, classes, inputs)])
+  }
+}
+
+export const mlp = (inputs: number, hidden: number, classes: number): Classifier => {
+  const sizes = [inputs * hidden, hidden, hidden * classes, classes] as const
+  const unflatten = (y: Vector) => {
+    const [w1, b1, w2, b2] = tf.split(y, [...sizes])
+    return {
+      w1: tf.reshape(w1!, [inputs, hidden]) as tf.Tensor2D,
+      b1: b1 as tf.Tensor1D,
+      w2: tf.reshape(w2!, [hidden, classes]) as tf.Tensor2D,
+      b2: b2 as tf.Tensor1D
+    }
+  }
+  // The end-to-end linear map V = W₁W₂ [d, c] and offset u = b₁W₂ + b₂ [c]: logits = A V + u.
+  const affine = (y: Vector) => {
+    const p = unflatten(y)
+    return {
+      v: tf.matMul(p.w1, p.w2),
+      u: tf.add(tf.squeeze(tf.matMul(tf.reshape(p.b1, [1, hidden]), p.w2), [0]), p.b2)
+    }
+  }
+  return {
+    kind: "mlp",
+    inputs,
+    classes,
+    size: sizes.reduce((a, b) => a + b, 0),
+    logits: (data, y) => {
+      const { u, v } = affine(y)
+      return tf.add(data.times(v), u)
+    },
+    backward: (data, y, g) => {
+      const { b1, w1, w2 } = unflatten(y)
+      const aTg = data.transposeTimes(g) // Aᵀ G [d, c]: the one pass over the data
+      const gSum = tf.sum(g, 0) // 1ᵀ G [c]
+      // Transposed copies: tfjs's transposeA/transposeB products are slow on wasm (module doc).
+      const w2T = tf.transpose(w2)
+      const gW1 = tf.matMul(aTg, w2T) // Aᵀ G W₂ᵀ
+      const gB1 = tf.matMul(tf.reshape(gSum, [1, classes]), w2T) // 1ᵀ G W₂ᵀ
+      // H = A W₁ + 1 b₁ᵀ, ∇W₂ = Hᵀ G = W₁ᵀ (Aᵀ G) + b₁ (1ᵀ G)
+      const gW2 = tf.add(
+        tf.matMul(tf.transpose(w1), aTg),
+        tf.mul(tf.reshape(b1, [hidden, 1]), tf.reshape(gSum, [1, classes]))
+      )
+      return tf.concat([flat(gW1), flat(gB1), flat(gW2), gSum])
+    },
+    initialWeights: (rng) =>
+      concat([
+        uniformInit(rng, inputs * hidden, inputs),
+        uniformInit(rng, hidden, inputs),
+        uniformInit(rng, hidden * classes, hidden),
+        uniformInit(rng, classes, hidden)
+      ])
+  }
+}
+
+/** Per-example cross-entropy [n] of the net y on data A against one-hot labels [n, c]. */
+export const crossEntropies = (net: Classifier, data: DataMatrix, oneHot: tf.Tensor, y: Vector): tf.Tensor1D =>
+  softmaxCrossEntropyPerExample(net.logits(data, y), oneHot)
+
+/** f(x, y) = mean_i σ(x_i)·CE_i: the weighted training loss, by ops autodiff can take twice. */
+export const weightedLoss = (net: Classifier, data: DataMatrix, oneHot: tf.Tensor, x: Vector, y: Vector): tf.Scalar =>
+  tf.mean(tf.mul(tf.sigmoid(x), crossEntropies(net, data, oneHot, y)))
+
+/**
+ * ∇_y f in closed form: ∂f/∂logits = diag(σ(x)/n)(softmax(logits) − Y), then the net's backward pass.
+ * `tf.softmax` is safe here: its gradient is rebuilt from its input by `installSecondOrderGradients`.
+ */
+export const weightedLossGradient = (
+  net: Classifier,
+  data: DataMatrix,
+  oneHot: tf.Tensor,
+  x: Vector,
+  y: Vector
+): Vector => {
+  const rowWeights = tf.reshape(tf.div(tf.sigmoid(x), data.rows), [data.rows, 1])
+  const g = tf.mul(tf.sub(tf.softmax(net.logits(data, y)), oneHot), rowWeights) as tf.Tensor2D
+  return net.backward(data, y, g)
+}
+
+/** Predicted classes (argmax of the logits) of the net y on data A. */
+export const predict = (net: Classifier, data: DataMatrix, y: Vector): Int32Array => {
+  const classes = tf.tidy(() => tf.argMax(net.logits(data, y), 1))
+  const values = classes.dataSync() as Int32Array
+  classes.dispose()
+  return values
+}
