@@ -24,6 +24,14 @@ export const positive = (value: number, description: string) =>
 export const rate = (value: number, description: string) =>
   withDefault(Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 })), value, description)
 
+/** A finite number ≥ 0 (weights, spreads). */
+export const nonNegative = (value: number, description: string) =>
+  withDefault(Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0)), value, description)
+
+/** A finite number in [minimum, maximum] (a point inside a box). */
+export const between = (minimum: number, maximum: number, value: number, description: string) =>
+  withDefault(Schema.Finite.check(Schema.isBetween({ minimum, maximum })), value, description)
+
 /** Any finite number. */
 export const finite = (value: number, description: string) => withDefault(Schema.Finite, value, description)
 

@@ -13,7 +13,7 @@ import { Effect, Schema } from "effect"
 import { CholeskyDecomposition, Matrix } from "ml-matrix"
 import type { BilevelProblem, Vector } from "../domain/Problem.ts"
 import { Rng } from "../domain/Rng.ts"
-import { count, finite, positive } from "../domain/settings.ts"
+import { count, nonNegative, positive } from "../domain/settings.ts"
 import { vectorValue } from "../domain/tensors.ts"
 import { sgd } from "../solvers/optimizers.ts"
 import { erase } from "./Task.ts"
@@ -21,8 +21,8 @@ import { erase } from "./Task.ts"
 const Settings = Schema.Struct({
   dimX: count(20, "dimension of the UL variable x"),
   dimY: count(20, "dimension of the LL variable y"),
-  spread: finite(1, "A = I + spread·GGᵀ/dimY: larger spreads the spectrum (worse conditioning)"),
-  regularization: finite(0.01, "UL weight λ of ½λ‖x‖²"),
+  spread: nonNegative(1, "A = I + spread·GGᵀ/dimY ≻ 0: larger spreads the spectrum (worse conditioning)"),
+  regularization: positive(0.01, "UL weight λ > 0 of ½λ‖x‖², which makes the bilevel solution x* unique"),
   outerSteps: count(200, "outer (UL) steps T"),
   innerSteps: count(100, "inner (LL) steps K"),
   innerLr: positive(0.2, "LL gradient step α (converges for α < 2/λ_max(A))"),

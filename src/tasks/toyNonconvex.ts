@@ -9,7 +9,7 @@
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Schema } from "effect"
 import type { BilevelProblem, Vector } from "../domain/Problem.ts"
-import { count, finite, positive } from "../domain/settings.ts"
+import { between, count, positive } from "../domain/settings.ts"
 import { scalarValue } from "../domain/tensors.ts"
 import { sgd } from "../solvers/optimizers.ts"
 import { erase } from "./Task.ts"
@@ -21,8 +21,8 @@ export const yStar = -2
 export const tailLength = 100
 
 const Settings = Schema.Struct({
-  x0: finite(1, "initial UL variable x_0, in [1, 10]"),
-  y0: finite(2, "initial LL variable y_0 (= z_0 under auxiliary-init), in [-2, 2]"),
+  x0: between(1, 10, 1, "initial UL variable x_0, in X = [1, 10]"),
+  y0: between(-2, 2, 2, "initial LL variable y_0 (= z_0 under auxiliary-init), in Y = [-2, 2]"),
   outerSteps: count(500, "outer (UL) steps T"),
   innerSteps: count(40, "inner (LL) steps K"),
   innerLr: positive(0.0005, "LL gradient step α"),

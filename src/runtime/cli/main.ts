@@ -239,9 +239,19 @@ const reportFailure = (error: unknown) =>
     })
   })
 
+/** A defect is a bug, not a user's mistake: it still gets one line (no stack trace) and exit 1, never silence. */
+const reportDefect = (defect: unknown) =>
+  Console.error(
+    `Internal error: ${defect instanceof Error ? defect.message : String(defect)}. ` +
+      `This is a bug in bilevel; please report it with the command that caused it.`
+  ).pipe(Effect.andThen(Effect.sync(() => {
+    process.exitCode = 1
+  })))
+
 export const main = (argv: ReadonlyArray<string>) =>
   Command.runWith(bilevel, { version: "0.1.0" })(argv).pipe(
     Effect.catch(reportFailure),
+    Effect.catchDefect(reportDefect),
     Effect.provide(NodeServices.layer)
   )
 
