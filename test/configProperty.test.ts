@@ -105,7 +105,7 @@ describe("the JSON Schema of `bilevel schema` agrees with the decoder", () => {
       assert.sameMembers(Object.keys(schema), keys)
       const defaults = decode(task, method, {})
       assert.isTrue(Exit.isSuccess(defaults))
-      const decoded = Exit.isSuccess(defaults) ? { ...defaults.value.task, ...defaults.value.method } : {}
+      const decoded: Record<string, unknown> = Exit.isSuccess(defaults) ? { ...defaults.value.task, ...defaults.value.method } : {}
       for (const [key, property] of Object.entries(schema)) {
         assert.isString(property["description"], `${key} has a description`)
         assert.deepStrictEqual(property["default"], decoded[key], `${key}: the documented default is the decoded one`)

@@ -2,6 +2,7 @@
  * Runs the `bilevel` CLI as a child process, as a user does: `node bin/bilevel.js …`.
  */
 import { type ChildProcess, spawn } from "node:child_process"
+import { availableParallelism } from "node:os"
 import * as path from "node:path"
 
 export const binary = path.join(import.meta.dirname, "..", "..", "bin", "bilevel.js")
@@ -30,6 +31,19 @@ export const start = (args: ReadonlyArray<string>, options: { readonly cwd?: str
   return { child, finished }
 }
 
-/** Runs `bilevel ...args` to the end. */
-export const bilevel = (args: ReadonlyArray<string>, options: { readonly cwd?: string } = {}): Promise<Finished> =>
-  start(args, options).finished
+/** CLI processes running at once: each start loads tfjs and Effect, so more than one per core only thrashes. */
+const slots = Math.max(2, availableParallelism())
+let running = 0
+const waiting: Array<() => void> = []
+
+/** Runs `bilevel ...args` to the end, queued behind others when every core is busy with one. */
+export const bilevel = async (args: ReadonlyArray<string>, options: { readonly cwd?: string } = {}): Promise<Finished> => {
+  if (running >= slots) await new Promise<void>((resolve) => waiting.push(resolve))
+  running++
+  try {
+    return await start(args, options).finished
+  } finally {
+    running--
+    waiting.shift()?.()
+  }
+}
