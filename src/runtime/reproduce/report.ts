@@ -101,8 +101,9 @@ export const runsSection = (runs: ReadonlyArray<RunRecord>, out: string, metrics
   [
     "## Runs",
     "",
-    "Mean cost is per outer step (one hypergradient and one UL update). Run directories (relative to this file): " +
-    runs.map((run) => `\`${relative(out, run.dir)}\``).join(", ") + ".",
+    "Mean cost is per outer step (one hypergradient and one UL update). Each run's record (run.json, steps.ndjson, " +
+    "summary.json) is in its directory below, relative to this file, where the command has been run (a " +
+    "repository may leave them out for size): " + runs.map((run) => `\`${relative(out, run.dir)}\``).join(", ") + ".",
     "",
     compareRuns(runs, { format: "markdown", metrics }).trimEnd()
   ].join("\n")
