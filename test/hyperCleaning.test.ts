@@ -270,7 +270,8 @@ layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer), { timeout: 120_000 
       assert.include(report, "| RHG | 3 |")
       assert.include(report, "81.91 / 87.12") // the paper's FashionMNIST RHG
       assert.include(report, "not available here")
-      assert.isTrue(existsSync(path.join(out, "accuracy-f1.png")))
+      assert.isTrue(existsSync(path.join(out, "accuracy-f1.png")) && existsSync(path.join(out, "accuracy-f1.svg")))
+      assert.strictEqual(result.report, path.join(out, "README.md"))
       assert.strictEqual(result.checks.length, 1)
       assert.isFalse(result.checks[0]!.passed) // 3 outer steps on 60 examples
       yield* table3.run(options)

@@ -5,9 +5,9 @@
  * (`--set dataset=…`, `net`, `outerSteps`, `methods=a,b,…`, `reportOnly=true`, …).
  *
  * Runs each method with `run` into `OUT/records/<method>` (label = method), then writes from every run
- * record found there a Markdown report (`OUT/report.md`: our accuracy and F1 beside the paper's, the
+ * record found there a Markdown report (`OUT/README.md`: our accuracy and F1 beside the paper's, the
  * settings, backend, wall times, seeds, commands and versions) and a plot of test accuracy and cleaning
- * F1 over outer steps (`OUT/accuracy-f1.png`). A method whose record is already complete is not run
+ * F1 over outer steps (`OUT/accuracy-f1.svg`, `.png`). A method whose record is already complete is not run
  * again (unless `--overwrite`), so methods can be run by separate invocations — in parallel, with
  * different outer steps — into one directory, and the report covers all of them.
  */
@@ -169,7 +169,7 @@ export const table3Report = (
       fashion ? "not available here" : paper === undefined ? "—" : `${paper.fashion[0]} / ${paper.fashion[1]}`,
       r.summary === undefined ? "—" : (r.summary.wallMs / 1000).toFixed(0),
       (mean(r.steps.map((s) => s.ms)) / 1000).toFixed(2),
-      mean(r.steps.map((s) => s.kbar)).toFixed(1),
+      `${mean(r.steps.map((s) => s.kbar)).toFixed(1)} / ${mean(r.steps.map((s) => s.cost.reverseSteps)).toFixed(1)}`,
       String(r.info.seed)
     ]
   })
@@ -185,7 +185,7 @@ export const table3Report = (
     fashion ? "paper MNIST" : "paper FashionMNIST",
     "wall s",
     "s / outer step",
-    "mean k̄",
+    "mean k̄ / reverse steps",
     "seed"
   ]
   const table = [header, header.map(() => "---"), ...rows].map((cells) => `| ${cells.join(" | ")} |`).join("\n")
@@ -207,7 +207,7 @@ export const table3Report = (
     "",
     table,
     "",
-    `![test accuracy and F1 over outer steps](${options.plot})`,
+    `![test accuracy and F1 over outer steps](${options.plot}) (PNG: ${options.plot.replace(/svg$/, "png")})`,
     "",
     "## Settings",
     "",
@@ -252,13 +252,16 @@ export const writeTable3Report = Effect.fnUntraced(function*(out: string, settin
   if (runs.length === 0) {
     return yield* new InvalidConfig({ message: `${recordsDir(out)} holds no run records: run some methods first.` })
   }
-  const plot = "accuracy-f1.png"
+  const plot = "accuracy-f1.svg"
   const metrics = ["testAccuracy", "testAccuracyZ", "f1"].filter((m) =>
     runs.some((r) => r.steps.some((s) => typeof s[m] === "number"))
   )
-  yield* writePlot(runs, { metrics, title: `Hyper-cleaning, ${settings.dataset}, ${settings.net} net` }, `${out}/${plot}`)
+  const title = `Hyper-cleaning, ${settings.dataset}, ${settings.net} net`
+  yield* writePlot(runs, { metrics, title }, `${out}/${plot}`)
+  yield* writePlot(runs, { metrics, title }, `${out}/${plot.replace(/svg$/, "png")}`)
   const commands = yield* fs.readFileString(`${out}/commands.txt`).pipe(Effect.orElseSucceed(() => "(not recorded)"))
-  const path = `${out}/report.md`
+  // README.md, like every `bilevel reproduce` report, so a repository browser shows it.
+  const path = `${out}/README.md`
   yield* fs.writeFileString(path, table3Report(runs, { ...settings, plot, commands }))
   return { path, runs }
 })
