@@ -7,8 +7,9 @@
  * has a summary, its status, step count, `final` block and error. What is not: the wall-clock fields `ms`
  * and `wallMs`, the only values that depend on the machine rather than on (task, method, config,
  * seed, backend, library versions). With `tolerance` 0 (the default) numbers must be equal bit for
- * bit, which is what the cpu backend delivers; the other backends may reorder floating-point sums
- * between runs, for which a relative tolerance can be given.
+ * bit: the cpu backend delivers that (so does wasm, as measured; a multi-threaded or GPU backend may
+ * reorder floating-point sums between runs). A replay on another backend than the recorded one
+ * differs in the last float32 bits from step 0 on; a relative tolerance can be given for it.
  *
  * A record without a summary (a killed run) is replayed up to its last recorded step; a failed run
  * (say `Diverged`) is replayed to its failure, and its steps and status are compared like any other.
