@@ -28,6 +28,16 @@ export interface BilevelProblem {
    * hypergradients differentiate it, and a test must show it equals autodiff.
    */
   readonly lowerGradient?: (x: Vector, y: Vector) => Vector
+  /**
+   * Second derivatives of f along v in closed form, where a model has them cheaply: for
+   * s(x, y) = ⟨∇_y f(x, y), v⟩, `y` = ∂s/∂y = ∇²_yy f · v and `x` = ∂s/∂x = ∇²_xy f · v (the mixed
+   * block, shaped like x). A gradient step's vector-Jacobian product is then two axpys and this one
+   * call, with no tape (`gradientDescent` and `nesterovMomentum` in src/dynamics/Dynamics.ts use it
+   * when Y is unconstrained), so reverse-mode hypergradients cost a small multiple of the forward
+   * pass. Only its first derivatives are used: it may use any op. A test must show it equals
+   * autodiff of ∇_y f.
+   */
+  readonly lowerHessianVectorProduct?: (x: Vector, y: Vector, v: Vector) => { readonly x: Vector; readonly y: Vector }
   /** Proj_X, the projection onto the UL feasible set; identity when absent. */
   readonly projectX?: (x: Vector) => Vector
   /** Proj_Y, the projection onto the LL feasible set; identity when absent. */

@@ -16,7 +16,32 @@ export interface Dynamics {
   readonly init: (y0: Vector) => State
   /** One step at index k = 0, 1, …; pure and differentiable. */
   readonly step: (problem: BilevelProblem, x: Vector, state: State, k: number) => State
+  /**
+   * The step's vector-Jacobian product written by hand for `problem`, where it has a cheap closed
+   * form; `undefined` (or absent) and reverse mode takes it by autodiff of `step`. It must equal
+   * autodiff's (test/handwrittenVjp.test.ts).
+   */
+  readonly vjp?: (problem: BilevelProblem) => StepVjp | undefined
 }
+
+/**
+ * Cotangents of (x, state_k) for ⟨Φ_k(x, state_k), cotangent⟩: one element of the reverse pass.
+ * Tensors it allocates belong to the caller's scope.
+ */
+export type StepVjp = (
+  x: Vector,
+  state: State,
+  k: number,
+  cotangent: State
+) => { readonly x: Vector; readonly state: State }
+
+/**
+ * ⟨∇_y f(x, y), v⟩'s gradients in (x, y) by the problem's closed-form Hessian-vector product, when
+ * it has one and Y is unconstrained (a projection's Jacobian needs the pre-projection point, which
+ * only the step's own tape has).
+ */
+const closedFormHvp = (problem: BilevelProblem) =>
+  problem.projectY === undefined ? problem.lowerHessianVectorProduct : undefined
 
 /** A descent direction at y: ∇_y f by default; BDA aggregates ∇_y F into it. */
 export type Direction = (problem: BilevelProblem, x: Vector, y: Vector, k: number) => Vector
@@ -62,26 +87,47 @@ export const fromUpdate = (rule: UpdateRule, direction: Direction = lowerGradien
 })
 
 /** Projected gradient descent: y_{k+1} = Proj_Y(y_k − α ∇_y f(x, y_k)). */
-export const gradientDescent = (options: { readonly lr: number }): Dynamics =>
-  fromUpdate({
+export const gradientDescent = (options: { readonly lr: number }): Dynamics => ({
+  ...fromUpdate({
     name: `gd(lr=${options.lr})`,
     initAux: () => [],
     update: (g, y) => [tf.sub(y, tf.mul(options.lr, g)), []]
-  })
+  }),
+  // y' = y − α∇_y f: ā_y = a − α∇²_yy f·a, ā_x = −α∇²_xy f·a.
+  vjp: (problem) => {
+    const hvp = closedFormHvp(problem)
+    return hvp && ((x, [y], _k, [a]) => {
+      const h = hvp(x, y!, a!)
+      return { x: tf.mul(-options.lr, h.x), state: [tf.sub(a!, tf.mul(options.lr, h.y))] }
+    })
+  }
+})
 
 /**
  * SGD with Nesterov momentum, as PyTorch writes it (the official IAPTT-GM code's "accelerated" LL):
  * v' = μ v + g, y' = y − α (g + μ v').
  */
-export const nesterovMomentum = (options: { readonly lr: number; readonly momentum: number }): Dynamics =>
-  fromUpdate({
+export const nesterovMomentum = (options: { readonly lr: number; readonly momentum: number }): Dynamics => ({
+  ...fromUpdate({
     name: `nesterov-momentum(lr=${options.lr}, μ=${options.momentum})`,
     initAux: (y0) => [tf.zerosLike(y0)],
     update: (g, y, [v]) => {
       const next = tf.add(tf.mul(options.momentum, v!), g)
       return [tf.sub(y, tf.mul(options.lr, tf.add(g, tf.mul(options.momentum, next)))), [next]]
     }
-  })
+  }),
+  // y' = y − α(1+μ)g − αμ²v, v' = μv + g with g = ∇_y f(x, y): with w = a_v − α(1+μ)a_y,
+  // ā_y = a_y + ∇²_yy f·w, ā_v = μa_v − αμ²a_y, ā_x = ∇²_xy f·w.
+  vjp: (problem) => {
+    const hvp = closedFormHvp(problem)
+    const { lr, momentum: mu } = options
+    return hvp && ((x, [y], _k, [ay, av]) => {
+      const w = tf.sub(av!, tf.mul(lr * (1 + mu), ay!))
+      const h = hvp(x, y!, w)
+      return { x: h.x, state: [tf.add(ay!, h.y), tf.sub(tf.mul(mu, av!), tf.mul(lr * mu * mu, ay!))] }
+    })
+  }
+})
 
 /**
  * FISTA / Nesterov's accelerated projected gradient (paper Eq. 9, with the standard t-rule):

@@ -8,13 +8,16 @@
 import * as tf from "@tensorflow/tfjs-core"
 import type { Vector } from "../domain/Problem.ts"
 import { Effect, Stream } from "effect"
-import { norm, vectorValue } from "../domain/tensors.ts"
+import { norm, scalarValue, vectorValue } from "../domain/tensors.ts"
 import { residual } from "./Dynamics.ts"
 import { type Iterate, iterateY, LowerLevel } from "./Iterate.ts"
 import type { Iterates } from "./iterates.ts"
 
 export interface Trajectory {
-  /** y_0 … y_k̄ when retained (reverse-mode strategies), otherwise only the selected iterate. */
+  /**
+   * y_0 … y_k̄ when retained (reverse-mode strategies), y_0, the checkpoints and y_k̄ under
+   * checkpointing, otherwise only the selected iterate; in order of k.
+   */
   readonly prefix: ReadonlyArray<Iterate>
   /** The selected iterate y_k̄. */
   readonly selected: Iterate
@@ -22,9 +25,16 @@ export interface Trajectory {
   readonly stepsTaken: number
 }
 
+/**
+ * What a selection keeps of y_0 … y_k̄ for the hypergradient: `false` only y_k̄, `true` all of them,
+ * `{ checkpointEvery: c }` y_0, every c-th iterate and y_k̄ — memory O(K/c) instead of O(K), for a
+ * strategy that recomputes the others.
+ */
+export type Retention = boolean | { readonly checkpointEvery: number }
+
 export interface Selection {
   readonly name: string
-  readonly select: (iterates: Iterates, retainPrefix: boolean) => Effect.Effect<Trajectory, never, LowerLevel>
+  readonly select: (iterates: Iterates, retainPrefix: Retention) => Effect.Effect<Trajectory, never, LowerLevel>
 }
 
 const fromCollected = (all: ReadonlyArray<Iterate>, index: number, retainPrefix: boolean): Trajectory => {
@@ -49,11 +59,59 @@ const argBest = (values: ReadonlyArray<number>, better: (a: number, b: number) =
 const scoreAll = (all: ReadonlyArray<Iterate>, score: (y: Vector) => tf.Tensor) =>
   vectorValue(tf.tidy(() => tf.stack(all.map((iterate) => score(iterateY(iterate))))))
 
+/** Releases an iterate's tensors, except y_0's (the caller's) and any that `kept` still holds. */
+const release = (iterate: Iterate, kept: ReadonlyArray<Iterate>) => {
+  if (iterate.k === 0) return
+  const shared = new Set(kept.flatMap((other) => (other === iterate ? [] : other.state)))
+  iterate.state.forEach((t) => shared.has(t) || t.dispose())
+}
+
+/**
+ * Selection under checkpointing, decided as the stream runs: keeps y_0, every c-th iterate, the
+ * best so far (ties to the smallest k, over k ≥ 1 once there is one) and the newest (the stream
+ * steps from it), and releases the others at once. Scoring each iterate as it arrives costs one
+ * host read per step; without a score the newest is the best (`last`).
+ */
+const selectCheckpointed = (
+  iterates: Iterates,
+  every: number,
+  score?: (y: Vector) => tf.Tensor,
+  better: (a: number, b: number) => boolean = () => true
+): Effect.Effect<Trajectory, never, LowerLevel> =>
+  Stream.runFold(
+    iterates,
+    () => ({ kept: [] as Array<Iterate>, best: undefined as { readonly iterate: Iterate; readonly value: number } | undefined }),
+    ({ best, kept }, iterate) => {
+      const value = score === undefined ? 0 : scalarValue(tf.tidy(() => score(iterateY(iterate))))
+      const next = best === undefined || iterate.k === 1 || (iterate.k > 1 && better(value, best.value))
+        ? { iterate, value }
+        : best
+      const previous = kept.at(-1)
+      kept.push(iterate)
+      if (previous !== undefined && previous.k % every !== 0 && previous !== next.iterate) {
+        kept.splice(kept.indexOf(previous), 1)
+        release(previous, kept)
+      }
+      if (best !== undefined && best.iterate !== next.iterate && best.iterate !== previous && best.iterate.k % every !== 0) {
+        kept.splice(kept.indexOf(best.iterate), 1)
+        release(best.iterate, kept)
+      }
+      return { kept, best: next }
+    }
+  ).pipe(Effect.map(({ best, kept }) => {
+    const selected = best!.iterate
+    const prefix = kept.filter((iterate) => iterate.k <= selected.k)
+    for (const iterate of kept) if (iterate.k > selected.k) release(iterate, prefix)
+    return { prefix, selected, stepsTaken: kept.at(-1)!.k }
+  }))
+
 /** The last iterate y_K. Without a retained prefix, earlier iterates are released as the stream runs. */
 export const last: Selection = {
   name: "last",
   select: (iterates, retainPrefix) =>
-    retainPrefix
+    typeof retainPrefix === "object"
+      ? selectCheckpointed(iterates, retainPrefix.checkpointEvery)
+      : retainPrefix
       ? Effect.map(Stream.runCollect(iterates), (all) => fromCollected(all, all.length - 1, true))
       : Stream.runFold(iterates, () => undefined as Trajectory | undefined, (previous, iterate) => {
         if (previous !== undefined && previous.selected.k > 0) previous.selected.state.forEach((t) => t.dispose())
@@ -67,9 +125,13 @@ export const pessimistic: Selection = {
   select: (iterates, retainPrefix) =>
     Effect.gen(function*() {
       const { problem, x } = yield* LowerLevel
+      const higher = (a: number, b: number) => a > b
+      if (typeof retainPrefix === "object") {
+        return yield* selectCheckpointed(iterates, retainPrefix.checkpointEvery, (y) => problem.upper(x, y), higher)
+      }
       const all = yield* Stream.runCollect(iterates)
       const values = scoreAll(all, (y) => problem.upper(x, y))
-      return fromCollected(all, argBest(values, (a, b) => a > b), retainPrefix)
+      return fromCollected(all, argBest(values, higher), retainPrefix)
     })
 }
 
@@ -79,8 +141,12 @@ export const minResidual = (alpha: number): Selection => ({
   select: (iterates, retainPrefix) =>
     Effect.gen(function*() {
       const { problem, x } = yield* LowerLevel
+      const score = (y: Vector) => norm(residual(problem, x, y, alpha))
+      const lower = (a: number, b: number) => a < b
+      if (typeof retainPrefix === "object") {
+        return yield* selectCheckpointed(iterates, retainPrefix.checkpointEvery, score, lower)
+      }
       const all = yield* Stream.runCollect(iterates)
-      const values = scoreAll(all, (y) => norm(residual(problem, x, y, alpha)))
-      return fromCollected(all, argBest(values, (a, b) => a < b), retainPrefix)
+      return fromCollected(all, argBest(scoreAll(all, score), lower), retainPrefix)
     })
 })

@@ -6,7 +6,7 @@ import type { Effect } from "effect"
 import type { Vector } from "../domain/Problem.ts"
 import type { Dynamics } from "../dynamics/Dynamics.ts"
 import type { LowerLevel } from "../dynamics/Iterate.ts"
-import type { Trajectory } from "../dynamics/selection.ts"
+import type { Retention, Trajectory } from "../dynamics/selection.ts"
 
 export interface HypergradientParts {
   /** dF/dx through the selected iterate. */
@@ -21,8 +21,12 @@ export interface HypergradientParts {
 
 export interface HypergradientStrategy {
   readonly name: string
-  /** Whether the strategy differentiates through y_0 … y_k̄ (then the selection keeps them). */
-  readonly needsPrefix: boolean
+  /**
+   * Whether the strategy differentiates through y_0 … y_k̄ (then the selection keeps them), or
+   * `{ checkpointEvery: c }`: it does, but the selection keeps only y_0, every c-th iterate and y_k̄,
+   * and the strategy recomputes the rest.
+   */
+  readonly needsPrefix: Retention
   readonly compute: (
     dynamics: Dynamics,
     trajectory: Trajectory

@@ -6,12 +6,19 @@
  *
  * The trajectory's selection decides where the stream starts (k̄ = K for RHG, the PTT index for
  * IAPTT-GM); `lastM` takes M elements of it (T-RHG). No method has code of its own here.
+ *
+ * Each VJP is the dynamics' hand-written one where it has one for the problem (a gradient step on a
+ * problem with a closed-form Hessian-vector product: no tape, a few products), autodiff of the step
+ * otherwise. With `checkpointEvery: c` the selection keeps only every c-th iterate, and the reverse
+ * pass recomputes each segment of c steps from its checkpoint when it reaches it: memory
+ * O(K/c + c) iterates instead of O(K), for one more forward pass.
  */
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Stream } from "effect"
 import type { BilevelProblem, Vector } from "../domain/Problem.ts"
-import type { Dynamics } from "../dynamics/Dynamics.ts"
-import { type Iterate, iterateY, LowerLevel, type State } from "../dynamics/Iterate.ts"
+import { tidy } from "../domain/tensors.ts"
+import type { Dynamics, StepVjp } from "../dynamics/Dynamics.ts"
+import { type CostMeter, type Iterate, iterateY, LowerLevel, type State } from "../dynamics/Iterate.ts"
 import type { HypergradientStrategy } from "./Hypergradient.ts"
 import { gradients, vjp } from "./vjp.ts"
 
@@ -22,31 +29,80 @@ export interface Adjoint {
   readonly x: Vector
 }
 
+/** The step's VJP: the dynamics' closed form for this problem when it has one, else autodiff of `step`. */
+export const stepVjp = (dynamics: Dynamics, problem: BilevelProblem): StepVjp =>
+  dynamics.vjp?.(problem) ?? ((x, state, k, cotangent) => {
+    const [dx, ...dState] = vjp((xx, ...s) => dynamics.step(problem, xx!, s, k), [x, ...state], cotangent)
+    return { x: dx!, state: dState }
+  })
+
 /**
- * The adjoint stream α_k̄, α_{k̄−1}, …, α_0 over a retained prefix y_0 … y_k̄. Each VJP runs when its
- * element is pulled, and an element's tensors are released when the next one is computed: read an
- * adjoint before pulling the next (as `runLast` and `take` do).
+ * The states y_j of a prefix that may hold only checkpoints: a retained one as is, a missing one
+ * recomputed forward from the nearest checkpoint below it, together with the rest of its segment
+ * (up to the next retained iterate), which stays cached until the reverse pass leaves the segment.
+ */
+const statesOf = (
+  dynamics: Dynamics,
+  problem: BilevelProblem,
+  x: Vector,
+  prefix: ReadonlyArray<Iterate>,
+  meter: CostMeter
+) => {
+  const retained = new Map(prefix.map((iterate) => [iterate.k, iterate.state] as const))
+  let segment: { readonly from: number; readonly states: Map<number, State> } | undefined
+  const release = () => {
+    if (segment !== undefined) for (const state of segment.states.values()) tf.dispose([...state])
+    segment = undefined
+  }
+  const at = (j: number): State => {
+    const kept = retained.get(j)
+    if (kept !== undefined) return kept
+    if (segment === undefined || !segment.states.has(j)) {
+      release()
+      const from = Math.max(...prefix.map((p) => p.k).filter((k) => k < j))
+      const until = Math.min(...prefix.map((p) => p.k).filter((k) => k > j))
+      const states = new Map<number, State>()
+      let state = retained.get(from)!
+      for (let k = from; k + 1 < until; k++) {
+        state = tidy(() => dynamics.step(problem, x, state, k))
+        states.set(k + 1, state)
+      }
+      meter.sample()
+      segment = { from, states }
+    }
+    return segment.states.get(j)!
+  }
+  return { at, release }
+}
+
+/**
+ * The adjoint stream α_k̄, α_{k̄−1}, …, α_0 over a retained prefix (all of y_0 … y_k̄, or checkpoints
+ * and y_k̄). Each VJP runs when its element is pulled, and an element's tensors are released when the
+ * next one is computed: read an adjoint before pulling the next (as `runLast` and `take` do).
  */
 export const adjoints = (dynamics: Dynamics, prefix: ReadonlyArray<Iterate>) =>
-  Stream.unwrap(Effect.map(Effect.service(LowerLevel), ({ meter, problem, x }) =>
-    Stream.unfold(undefined as Adjoint | undefined, (previous) =>
+  Stream.unwrap(Effect.map(Effect.service(LowerLevel), ({ meter, problem, x }) => {
+    const backward = stepVjp(dynamics, problem)
+    const states = statesOf(dynamics, problem, x, prefix, meter)
+    const step = (previous: Adjoint): Adjoint => {
+      const k = previous.k - 1
+      // Outside the tidy: a recomputed segment outlives this element.
+      const state = states.at(k)
+      return tidy(() => {
+        const pulled = backward(x, state, k, previous.cotangent)
+        return { k, x: tf.add(previous.x, pulled.x), cotangent: pulled.state }
+      })
+    }
+    return Stream.unfold(undefined as Adjoint | undefined, (previous) =>
       Effect.sync(() => {
         if (previous !== undefined && previous.k === 0) return undefined
-        const next = previous === undefined ? start(problem.upper, x, prefix[prefix.length - 1]!) : tf.tidy(() => {
-          const from = prefix[previous.k - 1]!
-          const [dx, ...dState] = vjp(
-            (xx, ...state) => dynamics.step(problem, xx!, state, from.k),
-            [x, ...from.state],
-            previous.cotangent
-          )
-          return { k: from.k, x: tf.add(previous.x, dx!), cotangent: dState } satisfies Adjoint
-        })
+        const next = previous === undefined ? start(problem.upper, x, prefix[prefix.length - 1]!) : step(previous)
         if (previous !== undefined) tf.dispose([previous.x, ...previous.cotangent])
         meter.sample()
         return [next, next] as const
       })
-    )
-  ))
+    ).pipe(Stream.ensuring(Effect.sync(states.release)))
+  }))
 
 /** α_k̄ = ∇_y F(x, y_k̄) on the LL variable (zero on auxiliary state) and g_x = ∇_x F(x, y_k̄). */
 const start = (upper: BilevelProblem["upper"], x: Vector, top: Iterate): Adjoint =>
@@ -55,13 +111,24 @@ const start = (upper: BilevelProblem["upper"], x: Vector, top: Iterate): Adjoint
     return { k: top.k, x: gx!, cotangent: [gy!, ...top.state.slice(1).map((t) => tf.zerosLike(t))] }
   })
 
+const nameOf = (options: { readonly lastM?: number; readonly checkpointEvery?: number }) => {
+  const parts = [
+    ...(options.lastM === undefined ? [] : [`last ${options.lastM}`]),
+    ...(options.checkpointEvery === undefined ? [] : [`checkpoint every ${options.checkpointEvery}`])
+  ]
+  return parts.length === 0 ? "reverse" : `reverse(${parts.join(", ")})`
+}
+
 /**
  * Reverse through the trajectory y_0 → y_k̄, or only its last `lastM` steps. The gradient reaches
- * y_0 (and so an auxiliary-init z) only when the whole prefix is differentiated.
+ * y_0 (and so an auxiliary-init z) only when the whole prefix is differentiated. `checkpointEvery`
+ * trades time for memory: keep every c-th iterate only and recompute the others segment by segment.
  */
-export const reverse = (options: { readonly lastM?: number } = {}): HypergradientStrategy => ({
-  name: options.lastM === undefined ? "reverse" : `reverse(last ${options.lastM})`,
-  needsPrefix: true,
+export const reverse = (
+  options: { readonly lastM?: number; readonly checkpointEvery?: number } = {}
+): HypergradientStrategy => ({
+  name: nameOf(options),
+  needsPrefix: options.checkpointEvery === undefined ? true : { checkpointEvery: options.checkpointEvery },
   compute: (dynamics, trajectory) =>
     Effect.gen(function*() {
       const { x } = yield* LowerLevel

@@ -206,8 +206,9 @@ export const mlp = (inputs: number, hidden: number, classes: number): Classifier
       const gW1 = tf.matMul(sBoth, weightsT)
       const gB1 = tf.matMul(tf.reshape(tBoth, [1, 2 * classes]), weightsT)
       const outer = (b: tf.Tensor, c: tf.Tensor) => tf.mul(tf.reshape(b, [hidden, 1]), tf.reshape(c, [1, classes]))
+      // W₁ᵀS₂ + V₁ᵀS as (S₂ᵀW₁ + SᵀV₁)ᵀ: transposes of c-row matrices, not of W₁ and V₁ (see backward).
       const gW2 = tf.add(
-        tf.add(tf.matMul(tf.transpose(p.w1), s2), tf.matMul(tf.transpose(d.w1), s)),
+        tf.transpose(tf.add(tf.matMul(tf.transpose(s2), p.w1), tf.matMul(tf.transpose(s), d.w1))),
         tf.add(outer(p.b1, t2), outer(d.b1, t))
       )
       return tf.concat([flat(gW1), flat(gB1), flat(gW2), t2])

@@ -1,0 +1,132 @@
+/**
+ * Hand-written VJPs of LL steps (Dynamics.vjp, from a problem's closed-form Hessian-vector product)
+ * against autodiff of the same step, element by element and through whole hypergradients; and the
+ * hyper-cleaning task's closed-form Hessian-vector products (linear and MLP nets) against autodiff
+ * of its closed-form ∇_y f.
+ */
+import { NodeServices } from "@effect/platform-node"
+import { assert, layer } from "@effect/vitest"
+import * as tf from "@tensorflow/tfjs-core"
+import { Effect, Layer, Schema } from "effect"
+import { writeSyntheticTrainingFile } from "../bench/syntheticData.ts"
+import { make as makeRng, Rng } from "../src/domain/Rng.ts"
+import { vectorValue } from "../src/domain/tensors.ts"
+import { bda, type Dynamics, fista, gradientDescent, nesterovMomentum } from "../src/dynamics/Dynamics.ts"
+import * as Backend from "../src/runtime/Backend.ts"
+import * as Solver from "../src/solvers/Solver.ts"
+import { iaGmA, iapttGm, rhg } from "../src/solvers/methods.ts"
+import { stepVjp } from "../src/solvers/reverse.ts"
+import { hyperCleaning } from "../src/tasks/hyperCleaning.ts"
+import * as Classifier from "../src/tasks/hyperCleaning/classifier.ts"
+import { vjp } from "../src/solvers/vjp.ts"
+import { smoothProblem } from "./support/smoothProblem.ts"
+
+const syntheticData = writeSyntheticTrainingFile(200, 6)
+
+const relativeError = (a: ReadonlyArray<number>, b: ReadonlyArray<number>) =>
+  Math.hypot(...a.map((ai, i) => ai - b[i]!)) / Math.max(Math.hypot(...b), 1e-12)
+
+for (const backend of ["cpu", "wasm"] as const) {
+  layer(Layer.merge(Backend.layer(backend), NodeServices.layer))(`hand-written VJPs (${backend})`, (it) => {
+    const gd = gradientDescent({ lr: 0.3 })
+    const momentum = nesterovMomentum({ lr: 0.2, momentum: 0.6 })
+
+    it.effect("one step: the closed form equals autodiff of the step, for x and every state entry", () =>
+      Effect.sync(() => {
+        const { autodiff, problem, x0 } = smoothProblem({ dimX: 3, dimY: 8 })
+        const rng = makeRng(3)
+        const random = () => tf.tensor1d(rng.array(8, rng.normal))
+        for (const dynamics of [gd, momentum]) {
+          const state = dynamics.init(random()).map(() => random())
+          const cotangent = state.map(() => random())
+          const fast = dynamics.vjp!(problem)!(x0, state, 4, cotangent)
+          const slow = stepVjp(dynamics, autodiff)(x0, state, 4, cotangent)
+          assert.isBelow(relativeError(vectorValue(fast.x), vectorValue(slow.x)), 1e-5, `${dynamics.name} x`)
+          slow.state.forEach((s, i) =>
+            assert.isBelow(relativeError(vectorValue(fast.state[i]!), vectorValue(s)), 1e-5, `${dynamics.name} state ${i}`)
+          )
+        }
+      }))
+
+    it.effect("whole hypergradients (RHG, IA-GM with momentum, IAPTT-GM) agree with the autodiff path", () =>
+      Effect.gen(function*() {
+        const { autodiff, problem, x0, y0 } = smoothProblem({ dimX: 3, dimY: 8 })
+        const solvers = [
+          Solver.make(gd).pipe(Solver.take(30)),
+          Solver.make(momentum).pipe(Solver.auxiliaryInit, Solver.take(30)),
+          Solver.make(gd).pipe(Solver.auxiliaryInit, Solver.take(30), Solver.truncatePessimistic)
+        ]
+        for (const solver of solvers) {
+          const fast = yield* Solver.solve(solver, problem, x0, y0)
+          const slow = yield* Solver.solve(solver, autodiff, x0, y0)
+          assert.strictEqual(fast.kbar, slow.kbar)
+          assert.isBelow(relativeError(vectorValue(fast.gradX), vectorValue(slow.gradX)), 1e-5, solver.dynamics.name)
+          assert.isBelow(relativeError(vectorValue(fast.gradZ), vectorValue(slow.gradZ)), 1e-5, solver.dynamics.name)
+        }
+      }))
+
+    it.effect("used only where it is exact: no hook, a projection onto Y, or other dynamics fall back to autodiff", () =>
+      Effect.sync(() => {
+        const { autodiff, problem } = smoothProblem({ dimX: 2, dimY: 2 })
+        assert.isDefined(gd.vjp?.(problem))
+        assert.isUndefined(gd.vjp?.(autodiff))
+        assert.isUndefined(gd.vjp?.({ ...problem, projectY: (y) => tf.clipByValue(y, -1, 1) }))
+        const others: ReadonlyArray<Dynamics> = [fista({ lr: 0.1 }), bda({ mu0: 0.5, upperLr: 0.1, lowerLr: 0.1 })]
+        for (const dynamics of others) assert.isUndefined(dynamics.vjp?.(problem), dynamics.name)
+      }))
+
+    it.effect("hyper-cleaning: closed-form Hessian-vector products equal autodiff of ∇_y f, both nets", () =>
+      Effect.sync(() => {
+        const rng = makeRng(1)
+        const [n, d, c] = [120, 30, 10]
+        const data = Classifier.dataMatrix(rng.array(n * d, rng.uniform), n, d)
+        const labels = tf.cast(tf.oneHot(tf.tensor1d(Array.from({ length: n }, () => rng.int(0, 9)), "int32"), c), "float32")
+        for (const net of [Classifier.linear(d, c), Classifier.mlp(d, 7, c)]) {
+          const x = tf.tensor1d(rng.array(n, rng.normal))
+          const y = tf.tensor1d(net.initialWeights(rng))
+          const v = tf.tensor1d(rng.array(net.size, rng.normal))
+          const fast = Classifier.weightedLossHessianVectorProduct(net, data, labels, x, y, v)
+          const [slowX, slowY] = stepVjpOfGradient(net, data, labels, x, y, v)
+          assert.isBelow(relativeError(vectorValue(fast.x), vectorValue(slowX!)), 1e-5, `${net.kind} x`)
+          assert.isBelow(relativeError(vectorValue(fast.y), vectorValue(slowY!)), 1e-5, `${net.kind} y`)
+        }
+      }))
+
+    it.effect("hyper-cleaning: RHG, IAPTT-GM and IA-GM(A) hypergradients with the closed form match autodiff", () =>
+      Effect.gen(function*() {
+        for (const net of ["linear", "mlp"]) {
+          const settings = yield* Schema.decodeUnknownEffect(hyperCleaning.settings)({
+            dataDir: syntheticData,
+            trainSize: 50,
+            valSize: 40,
+            testSize: 10,
+            net,
+            hidden: 6,
+            innerSteps: 8,
+            innerLr: 0.5
+          })
+          const instance = yield* hyperCleaning.make(settings)
+          const { lowerHessianVectorProduct, ...autodiff } = instance.problem
+          assert.isDefined(lowerHessianVectorProduct)
+          for (const method of [rhg, iapttGm, iaGmA]) {
+            const solver = method.build(settings, Schema.decodeUnknownSync(method.settings)({ acceleration: "nesterov" }))
+            const fast = yield* Solver.solve(solver, instance.problem, instance.x0, instance.y0)
+            const slow = yield* Solver.solve(solver, autodiff, instance.x0, instance.y0)
+            assert.strictEqual(fast.kbar, slow.kbar)
+            assert.isBelow(relativeError(vectorValue(fast.gradX), vectorValue(slow.gradX)), 1e-5, `${net} ${method.name}`)
+            assert.isBelow(relativeError(vectorValue(fast.gradZ), vectorValue(slow.gradZ)), 1e-5, `${net} ${method.name}`)
+          }
+        }
+      }).pipe(Effect.scoped, Effect.provide(Rng.layer(0))))
+  })
+}
+
+/** Autodiff of the closed-form ∇_y f along v: [∂/∂x, ∂/∂y] of ⟨∇_y f(x, y), v⟩. */
+const stepVjpOfGradient = (
+  net: Classifier.Classifier,
+  data: Classifier.DataMatrix,
+  labels: tf.Tensor,
+  x: tf.Tensor,
+  y: tf.Tensor,
+  v: tf.Tensor
+) => vjp((xx, yy) => [Classifier.weightedLossGradient(net, data, labels, xx!, yy!)], [x, y], [v])
