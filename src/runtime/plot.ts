@@ -5,10 +5,9 @@
  * rasterized by resvg. All data is inline and the view's loader refuses every URI, so rendering never touches the
  * network or the disk.
  */
-import { Resvg } from "@resvg/resvg-js"
 import { Effect, FileSystem, Schema } from "effect"
-import * as vega from "vega"
-import * as vl from "vega-lite"
+import type * as vega from "vega"
+import type * as vl from "vega-lite"
 import type { RunRecord, StepRecord } from "./RunRecord.ts"
 
 export interface PlotOptions {
@@ -80,9 +79,12 @@ export const plotRuns = Effect.fnUntraced(function*(
 
 /** Rasterizes an SVG document to PNG at twice its size, so text stays sharp. */
 export const svgToPng = (svg: string): Effect.Effect<Uint8Array, PlotError> =>
-  Effect.try({
-    try: () =>
-      new Resvg(svg, { fitTo: { mode: "zoom", value: 2 }, font: { loadSystemFonts: true } }).render().asPng(),
+  Effect.tryPromise({
+    // Loaded on first use: the renderers cost every other command their start-up time.
+    try: async () => {
+      const { Resvg } = await import("@resvg/resvg-js")
+      return new Resvg(svg, { fitTo: { mode: "zoom", value: 2 }, font: { loadSystemFonts: true } }).render().asPng()
+    },
     catch: (e) =>
       new PlotError({
         problem: `the SVG could not be rasterized (${e})`,
@@ -181,7 +183,10 @@ const offline: vega.Loader = { load: refuse, sanitize: refuse, http: refuse, fil
 
 const renderSvg = (figure: vl.TopLevelSpec) =>
   Effect.acquireUseRelease(
-    Effect.try(() => new vega.View(vega.parse(vl.compile(figure).spec), { renderer: "none", loader: offline })),
+    Effect.tryPromise(async () => {
+      const [vega, vl] = await Promise.all([import("vega"), import("vega-lite")])
+      return new vega.View(vega.parse(vl.compile(figure).spec), { renderer: "none", loader: offline })
+    }),
     (view) => Effect.tryPromise(() => view.toSVG()),
     (view) => Effect.sync(() => view.finalize())
   ).pipe(
