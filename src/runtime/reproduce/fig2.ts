@@ -128,6 +128,7 @@ export const fig2 = define({
         ]
       })
       const reachedStar = runs.filter((run) => Math.abs((run.steps.at(-1)?.["x"] as number) - xStar) <= 0.15)
+      const pttMatters = iaptt.filter((run) => reachedStar.includes(run) && !reachedStar.includes(partner(run)))
       // Just above the lowest point where a run stopped short of x*: does the hypergradient turn x back there?
       const stops = runs.filter((run) => !reachedStar.includes(run)).map(nearestLocal)
       const probeX = (stops.length > 0 ? Math.min(...stops) : xStar) + 0.05
@@ -178,7 +179,8 @@ export const fig2 = define({
           ? "Every run ends near x*."
           : (reachedStar.length === 0
             ? "No run ends within 0.15 of x*; they end nearest to "
-            : `${reachedStar.map((run) => run.info.label).join(", ")} end within 0.15 of x*; the others end nearest to `) +
+            : `${reachedStar.map((run) => run.info.label).join(", ")} ${reachedStar.length === 1 ? "ends" : "end"} ` +
+              "within 0.15 of x*; the others end nearest to ") +
             `${[...new Set(stops.map((p) => show(p, 4)))].join(", ")}. ` +
             `IA-GM's dF/dx just above ${show(Math.min(...stops), 4)} (x = ${show(probe.x, 4)}, z = −2) is ` +
             `${show(probe.withK, 3)} with K = ${K} and ${show(probe.withFig1K, 3)} with Fig. 1's K = ${fig1K}` +
@@ -186,6 +188,10 @@ export const fig2 = define({
               ? `: with K = ${K} the LL steps move y off −2 enough to turn x back (dF/dx > 0) at the first such ` +
                 "point on its way up, where Fig. 1's K lets it pass. "
               : " (a positive dF/dx turns x back). ") +
+            (pttMatters.length > 0
+              ? `Here PTT makes a difference: from ${pttMatters.map((run) => run.info.label.replace("iaptt-gm ", "")).join(", ")} ` +
+                "IAPTT-GM ends near x* and IA-GM does not. "
+              : "") +
             "Fig. 2 is about k̄ and time, which these runs measure either way."),
         "",
         timeFigure,
