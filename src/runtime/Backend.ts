@@ -20,6 +20,23 @@ export const backendNames: ReadonlyArray<BackendName> = BackendName.literals
 /** What a real run uses unless told otherwise: XNNPACK SIMD, several times faster than `cpu`. */
 export const defaultBackend: BackendName = "wasm"
 
+/** A backend, or `auto`: chosen from the size of the problem (see {@link resolveAuto}). */
+export const BackendChoice = Schema.Literals([...backendNames, "auto"])
+export type BackendChoice = typeof BackendChoice.Type
+
+export const backendChoices: ReadonlyArray<BackendChoice> = BackendChoice.literals
+
+/**
+ * LL variables with fewer elements than this run on `cpu` under `auto`. Below it a hypergradient is a
+ * few thousand tiny kernels and the two backends cost about the same (measured: toy-nonconvex, the
+ * quadratic at dimY = 20); from dimY ≈ 100 on wasm wins, by ≈ 3× at 300 and ≈ 6× on hyper-cleaning
+ * (docs/benchmarks.md, crossover). `cpu` is the tests' reference backend.
+ */
+export const autoThreshold = 64
+
+/** The backend `auto` picks for a problem whose LL variable y has `lowerLevelSize` elements. */
+export const resolveAuto = (lowerLevelSize: number): BackendName => lowerLevelSize < autoThreshold ? "cpu" : "wasm"
+
 export class Backend extends Context.Service<Backend, {
   readonly name: BackendName
   /** tfjs's own name for the active backend (`tensorflow` for both native packages). */
@@ -31,7 +48,52 @@ const require = createRequire(import.meta.url)
 interface Loader {
   readonly tfjsName: string
   readonly load: () => Promise<void>
+  /** Runs once the backend is active. */
+  readonly ready?: () => void
   readonly hint: string
+}
+
+/**
+ * Dawn (the `webgpu` package) as `navigator.gpu`, failing when it finds no adapter (no Vulkan device).
+ * Node 20 has no `navigator`; a newer Node's keeps its other fields.
+ */
+const installDawn = async () => {
+  const dawn = await import("webgpu" as string) as {
+    readonly create: (flags: ReadonlyArray<string>) => { readonly requestAdapter: () => Promise<unknown> }
+    readonly globals: object
+  }
+  Object.assign(globalThis, dawn.globals)
+  const gpu = dawn.create([])
+  const existing = (globalThis as { navigator?: object }).navigator
+  if (existing === undefined) Object.defineProperty(globalThis, "navigator", { value: { gpu }, configurable: true })
+  else Object.defineProperty(existing, "gpu", { value: gpu, configurable: true })
+  if ((await gpu.requestAdapter()) == null) {
+    throw new Error("Dawn found no WebGPU adapter (no Vulkan device)")
+  }
+}
+
+/**
+ * tfjs-webgpu reads a tensor synchronously (dataSync) only by drawing it into an OffscreenCanvas, which
+ * Node lacks; its asynchronous reads (data()) work. Say so instead of "OffscreenCanvas is not defined".
+ */
+const explained = new WeakSet<object>()
+const explainSynchronousReads = () => {
+  const backend = tf.backend() as unknown as { readSync: (dataId: object) => unknown }
+  if (explained.has(backend)) return
+  explained.add(backend)
+  const readSync = backend.readSync.bind(backend)
+  backend.readSync = (dataId) => {
+    try {
+      return readSync(dataId)
+    } catch (error) {
+      if (!(error instanceof ReferenceError)) throw error
+      throw new Error(
+        "The webgpu backend cannot read a tensor synchronously in Node (tfjs-webgpu's dataSync draws into an " +
+          "OffscreenCanvas, which Node lacks), and the solvers read F and PTT scores synchronously: use --backend " +
+          "wasm or cpu (docs/backends.md)."
+      )
+    }
+  }
 }
 
 const loaders: Record<BackendName, Loader> = {
@@ -64,13 +126,13 @@ const loaders: Record<BackendName, Loader> = {
   webgpu: {
     tfjsName: "webgpu",
     load: async () => {
-      const dawn = await import("webgpu" as string)
-      Object.assign(globalThis, dawn.globals)
-      Object.defineProperty(globalThis, "navigator", { value: { gpu: dawn.create([]) }, configurable: true })
+      await installDawn()
       await import("@tensorflow/tfjs-backend-webgpu" as string)
     },
-    hint: "Install `npm install webgpu @tensorflow/tfjs-backend-webgpu@4.22.0` and a Vulkan driver " +
-      "(libvulkan1 with a GPU driver, or mesa-vulkan-drivers ≥ 25 for a software device)."
+    ready: explainSynchronousReads,
+    hint: "Install `npm install --no-save webgpu@0.6.2 @tensorflow/tfjs-backend-webgpu@4.22.0` and a Vulkan driver " +
+      "(libvulkan1 with a GPU driver, or mesa-vulkan-drivers ≥ 25 for a software device, e.g. from Debian " +
+      "bookworm-backports). Runs need synchronous reads, which webgpu lacks in Node: see docs/backends.md."
   }
 }
 
@@ -102,6 +164,7 @@ const acquire = (name: BackendName) =>
       await loader.load()
       if (!(await tf.setBackend(loader.tfjsName))) throw new Error(`tfjs could not initialize "${loader.tfjsName}"`)
       await tf.ready()
+      loader.ready?.()
       tf.engine().startScope()
       return { name, tfjsName: loader.tfjsName }
     },

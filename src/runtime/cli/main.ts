@@ -8,6 +8,7 @@ import { Argument, Command, Flag } from "effect/cli"
 import { InvalidConfig } from "../../domain/errors.ts"
 import { methods } from "../../solvers/methods.ts"
 import { tasks } from "../../tasks/registry.ts"
+import { backendLayer } from "../autoBackend.ts"
 import * as Backend from "../Backend.ts"
 import { compareRuns } from "../compare.ts"
 import { gradcheck } from "../gradcheck.ts"
@@ -31,11 +32,12 @@ const seedFlag = Flag.Int("seed").pipe(
   Flag.withDescription("seed of every random choice (inits, data splits, minibatches); runs are a function of it"),
   Flag.withDefault(0)
 )
-const backendFlag = (fallback: Backend.BackendName) =>
-  Flag.Literals("backend", Backend.backendNames).pipe(
+const backendFlag = (fallback: Backend.BackendChoice) =>
+  Flag.Literals("backend", Backend.backendChoices).pipe(
     Flag.withDescription(
       "tensor backend: cpu (deterministic reference), wasm (XNNPACK SIMD, fastest on CPU), tensorflow / " +
-        "tensorflow-gpu (@tensorflow/tfjs-node[-gpu], installed separately), webgpu (experimental)"
+        "tensorflow-gpu (@tensorflow/tfjs-node[-gpu], installed separately), webgpu (experimental), " +
+        `auto (cpu when the LL variable has fewer than ${Backend.autoThreshold} elements, wasm otherwise; the record names the one chosen)`
     ),
     Flag.withDefault(fallback)
   )
@@ -101,7 +103,10 @@ const runCommand = Command.make("run", {
       label: Option.getOrUndefined(flags.label),
       onStep: progress?.onStep,
       checkpointEvery: flags.checkpointEvery
-    }).pipe(Effect.ensuring(progress?.stop ?? Effect.void), Effect.provide(Backend.layer(flags.backend)))
+    }).pipe(
+      Effect.ensuring(progress?.stop ?? Effect.void),
+      Effect.provide(backendLayer(flags.backend, { task: flags.task, method: flags.method, seed: flags.seed, settings }))
+    )
     if (flags.json) return yield* Console.log(JSON.stringify(result))
     yield* Console.log(
       `${result.method} on ${result.task} (${result.backend}, seed ${result.seed}): ${result.outerSteps} outer steps in ` +
@@ -142,7 +147,7 @@ const gradcheckCommand = Command.make("gradcheck", {
   Effect.gen(function*() {
     const settings = yield* gatherSettings(flags.config, flags.set)
     const result = yield* gradcheck({ task: flags.task, method: flags.method, seed: flags.seed, settings }).pipe(
-      Effect.provide(Backend.layer(flags.backend))
+      Effect.provide(backendLayer(flags.backend, { task: flags.task, method: flags.method, seed: flags.seed, settings }))
     )
     const { expected, hypergradient, ...summary } = result
     if (flags.json) return yield* Console.log(JSON.stringify(summary))

@@ -1,0 +1,162 @@
+/**
+ * Backend layers. `auto` picks cpu or wasm from the problem's size and the run record names the one
+ * it chose; native backends that are not installed fail with a typed error that says how to get
+ * them; webgpu — where its packages and a Vulkan device exist (mesa's software lavapipe will do) —
+ * gets every second derivative of the table right and computes a small hypergradient that matches
+ * cpu's, while the solvers' synchronous reads fail there with an error that says why.
+ */
+import { NodeServices } from "@effect/platform-node"
+import { assert, describe, it } from "@effect/vitest"
+import * as tf from "@tensorflow/tfjs-core"
+import { Cause, Effect, Exit, type Layer } from "effect"
+import { mkdtempSync, readFileSync } from "node:fs"
+import { createRequire } from "node:module"
+import { tmpdir } from "node:os"
+import * as path from "node:path"
+import type { BilevelProblem } from "../src/domain/Problem.ts"
+import { vectorValue } from "../src/domain/tensors.ts"
+import { gradientDescent } from "../src/dynamics/Dynamics.ts"
+import { backendLayer, lowerLevelSize } from "../src/runtime/autoBackend.ts"
+import * as Backend from "../src/runtime/Backend.ts"
+import { run } from "../src/runtime/run.ts"
+import * as Solver from "../src/solvers/Solver.ts"
+import { secondOrderCases, tolerance } from "./support/secondOrderCases.ts"
+import { smoothProblem } from "./support/smoothProblem.ts"
+import { finiteDifferenceGradient, relativeError } from "./support/tf.ts"
+
+const installed = (pkg: string) => {
+  try {
+    createRequire(import.meta.url).resolve(pkg)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** Why webgpu cannot be tested here, or undefined when it can. */
+const webgpuUnavailable = await (async (): Promise<string | undefined> => {
+  if (!installed("webgpu") || !installed("@tensorflow/tfjs-backend-webgpu")) {
+    return "packages webgpu and @tensorflow/tfjs-backend-webgpu not installed (.ci/run installs them)"
+  }
+  const dawn = await import("webgpu" as string) as { create: (flags: Array<string>) => { requestAdapter: () => Promise<unknown> } }
+  return (await dawn.create([]).requestAdapter()) == null
+    ? "no Vulkan device (install a GPU driver, or mesa-vulkan-drivers ≥ 25 for a software one)"
+    : undefined
+})()
+
+/** The Backend service a layer provides. */
+const backendOf = <E, R>(layer: Layer.Layer<Backend.Backend, E, R>) =>
+  Effect.provide(Effect.gen(function*() {
+    return yield* Backend.Backend
+  }), layer)
+
+const request = (task: string, settings: Record<string, unknown> = {}) => ({ task, method: "rhg", seed: 0, settings })
+
+describe("auto backend", () => {
+  it("picks cpu below the threshold and wasm from it on", () => {
+    assert.strictEqual(Backend.resolveAuto(1), "cpu")
+    assert.strictEqual(Backend.resolveAuto(Backend.autoThreshold - 1), "cpu")
+    assert.strictEqual(Backend.resolveAuto(Backend.autoThreshold), "wasm")
+    assert.strictEqual(Backend.resolveAuto(7850), "wasm")
+  })
+
+  it.effect("sizes the problem the run would build, and provides the backend it picks", () =>
+    Effect.gen(function*() {
+      assert.strictEqual(yield* lowerLevelSize(request("toy-nonconvex")), 1)
+      assert.strictEqual(yield* lowerLevelSize(request("quadratic", { dimY: 100 })), 100)
+      assert.strictEqual((yield* backendOf(backendLayer("auto", request("toy-nonconvex")))).name, "cpu")
+      assert.strictEqual((yield* backendOf(backendLayer("auto", request("quadratic", { dimY: 100 })))).name, "wasm")
+      assert.strictEqual((yield* backendOf(backendLayer("cpu", request("quadratic", { dimY: 100 })))).name, "cpu")
+    }).pipe(Effect.provide(NodeServices.layer)))
+
+  it.effect("the run record names the backend auto chose", () =>
+    Effect.gen(function*() {
+      const out = path.join(mkdtempSync(path.join(tmpdir(), "bilevel-auto-")), "run")
+      const r = request("toy-nonconvex", { outerSteps: 2, innerSteps: 3 })
+      const result = yield* run({ ...r, out }).pipe(Effect.provide(backendLayer("auto", r)))
+      assert.strictEqual(result.backend, "cpu")
+      assert.strictEqual(JSON.parse(readFileSync(path.join(out, "run.json"), "utf8")).backend, "cpu")
+    }).pipe(Effect.provide(NodeServices.layer)))
+})
+
+describe("native backends", () => {
+  for (const [name, pkg] of [["tensorflow", "@tensorflow/tfjs-node"], ["tensorflow-gpu", "@tensorflow/tfjs-node-gpu"]] as const) {
+    it.effect.skipIf(installed(pkg))(`${name} without ${pkg} is a BackendUnavailable that says how to install it`, () =>
+      Effect.gen(function*() {
+        const error = yield* Effect.flip(backendOf(Backend.layer(name)))
+        assert.strictEqual(error._tag, "BackendUnavailable")
+        assert.include(error.message, `npm install ${pkg}@4.22.0`)
+      }))
+  }
+})
+
+describe.skipIf(webgpuUnavailable !== undefined)(
+  `webgpu${webgpuUnavailable === undefined ? "" : ` (skipped: ${webgpuUnavailable})`}`,
+  () => {
+    /** Runs `f` on webgpu with every kernel on the GPU (tfjs forwards small ops to its CPU kernels by default). */
+    const onGpu = <A>(f: () => Promise<A>) =>
+      Effect.promise(async () => {
+        tf.env().set("WEBGPU_CPU_FORWARD", false)
+        try {
+          return await f()
+        } finally {
+          tf.env().set("WEBGPU_CPU_FORWARD", true)
+        }
+      }).pipe(Effect.provide(Backend.layer("webgpu")))
+
+    // Two GD steps on each objective, then d⟨C, Z₂⟩/dZ₀: the Hessians of every op (as in secondOrder.test.ts).
+    const cotangent = Array.from({ length: 12 }, (_, i) => Math.sin(3 * i + 1))
+    const outer = (objective: (z: tf.Tensor) => tf.Scalar) => (z: tf.Tensor): tf.Scalar => {
+      const step = (zk: tf.Tensor) => tf.sub(zk, tf.mul(0.3, tf.grad(objective)(zk)))
+      return tf.sum(tf.mul(tf.tensor2d(cotangent, [3, 4]), step(step(z))))
+    }
+    const supported = secondOrderCases.filter((c) => c.fixed === "correct")
+
+    it.effect("every supported op's second derivative agrees with finite differences (taken on cpu)", () =>
+      Effect.gen(function*() {
+        const references = yield* Effect.sync(() =>
+          supported.map((c) => tf.tidy(() => finiteDifferenceGradient(outer(c.objective), tf.tensor2d([...c.start], [3, 4]), 1e-2)))
+        ).pipe(Effect.provide(Backend.layer("cpu")))
+        const autodiff = yield* onGpu(() =>
+          Promise.all(supported.map(async (c) => {
+            const gradient = tf.tidy(() => tf.grad(outer(c.objective))(tf.tensor2d([...c.start], [3, 4])))
+            const values = await gradient.data()
+            gradient.dispose()
+            return values
+          }))
+        )
+        supported.forEach((c, i) => assert.isBelow(relativeError(autodiff[i]!, references[i]!), tolerance, c.name))
+      }))
+
+    it.effect("a small RHG hypergradient, unrolled and differentiated on the GPU, matches the solver's on cpu", () =>
+      Effect.gen(function*() {
+        const [K, lr] = [10, 0.3]
+        const pipeline = (problem: BilevelProblem, y0: tf.Tensor) => (x: tf.Tensor): tf.Scalar => {
+          let y = y0
+          for (let k = 0; k < K; k++) y = tf.sub(y, tf.mul(lr, problem.lowerGradient!(x, y)))
+          return problem.upper(x, y) as tf.Scalar
+        }
+        const expected = yield* Effect.gen(function*() {
+          const { problem, x0, y0 } = smoothProblem({ dimX: 3, dimY: 6 })
+          const solution = yield* Solver.solve(Solver.make(gradientDescent({ lr })).pipe(Solver.take(K)), problem, x0, y0)
+          return vectorValue(solution.gradX)
+        }).pipe(Effect.provide(Backend.layer("cpu")))
+        const actual = yield* onGpu(async () => {
+          const { problem, x0, y0 } = smoothProblem({ dimX: 3, dimY: 6 })
+          const gradient = tf.tidy(() => tf.grad(pipeline(problem, y0))(x0))
+          return Array.from(await gradient.data())
+        })
+        assert.isBelow(relativeError(actual, expected), 1e-5)
+      }))
+
+    it.effect("the solvers' synchronous reads fail with an error that says why", () =>
+      Effect.gen(function*() {
+        const exit = yield* Effect.gen(function*() {
+          const { problem, x0, y0 } = smoothProblem({ dimX: 2, dimY: 3 })
+          return yield* Solver.solve(Solver.make(gradientDescent({ lr: 0.1 })).pipe(Solver.take(2)), problem, x0, y0)
+        }).pipe(Effect.provide(Backend.layer("webgpu")), Effect.exit)
+        assert.isTrue(Exit.isFailure(exit))
+        if (Exit.isFailure(exit)) assert.include(Cause.pretty(exit.cause), "cannot read a tensor synchronously in Node")
+      }))
+  }
+)
