@@ -3,7 +3,8 @@
  * it chose; native backends that are not installed fail with a typed error that says how to get
  * them; webgpu — where its packages and a Vulkan device exist (mesa's software lavapipe will do) —
  * gets every second derivative of the table right and computes a small hypergradient that matches
- * cpu's, while the solvers' synchronous reads fail there with an error that says why.
+ * cpu's, while the solvers' synchronous reads fail there with an error that says why. The wasm
+ * layer's own Slice and SplitV kernels give what cpu's stock ones give.
  */
 import { NodeServices } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
@@ -77,6 +78,39 @@ describe("auto backend", () => {
       assert.strictEqual(result.backend, "cpu")
       assert.strictEqual(JSON.parse(readFileSync(path.join(out, "run.json"), "utf8")).backend, "cpu")
     }).pipe(Effect.provide(NodeServices.layer)))
+})
+
+describe("wasm Slice and SplitV (src/runtime/wasmKernels.ts)", () => {
+  /** Every slice and split of a few tensors, read back: ranks 1–4, contiguous or not, three dtypes, empty parts. */
+  const cases = () => {
+    const out: Array<ArrayLike<number>> = []
+    const read = (t: tf.Tensor | Array<tf.Tensor>) => [t].flat().forEach((p) => out.push(p.dataSync()))
+    tf.tidy(() => {
+      for (const shape of [[11], [5, 7], [3, 4, 5], [2, 3, 2, 4]]) {
+        for (const dtype of ["float32", "int32", "bool"] as const) {
+          const size = shape.reduce((a, b) => a * b, 1)
+          const x = tf.tensor(Array.from({ length: size }, (_, i) => (dtype === "bool" ? Number(i % 3 === 0) : i * 1.5 - 7)), shape, dtype)
+          const begin = shape.map((d) => Math.floor(d / 3))
+          read(tf.slice(x, begin))
+          read(tf.slice(x, begin, shape.map((d, i) => Math.max(0, d - begin[i]! - 1))))
+          read(tf.slice(x, shape.map(() => 0), [1, ...shape.slice(1)]))
+          read(tf.slice(x, begin, shape.map((_, i) => (i === 0 ? 0 : -1))))
+          for (let axis = 0; axis < shape.length; axis++) {
+            const d = shape[axis]!
+            read(tf.split(x, [Math.floor(d / 2), 0, d - Math.floor(d / 2)], axis))
+          }
+        }
+      }
+    })
+    return out.map((a) => Array.from(a))
+  }
+
+  it.effect("give the values cpu's stock kernels give", () =>
+    Effect.gen(function*() {
+      const expected = yield* Effect.sync(cases).pipe(Effect.provide(Backend.layer("cpu")))
+      const actual = yield* Effect.sync(cases).pipe(Effect.provide(Backend.layer("wasm")))
+      assert.deepStrictEqual(actual, expected)
+    }))
 })
 
 describe("native backends", () => {

@@ -11,6 +11,7 @@ import { createRequire } from "node:module"
 import * as path from "node:path"
 import { BackendUnavailable } from "../domain/errors.ts"
 import { installSecondOrderGradients } from "./gradients.ts"
+import { installWasmKernels } from "./wasmKernels.ts"
 
 export const BackendName = Schema.Literals(["cpu", "wasm", "tensorflow", "tensorflow-gpu", "webgpu"])
 export type BackendName = typeof BackendName.Type
@@ -109,6 +110,7 @@ const loaders: Record<BackendName, Loader> = {
       // In Node the default lookup misses the .wasm binaries; they sit beside the package's entry.
       wasm.setWasmPaths(path.dirname(require.resolve("@tensorflow/tfjs-backend-wasm")) + path.sep)
     },
+    ready: installWasmKernels,
     hint: "Reinstall the project's dependencies (npm ci), or use --backend cpu."
   },
   tensorflow: {
