@@ -29,7 +29,9 @@ const copySlice = (x: TypedArray, shape: ReadonlyArray<number>, begin: ReadonlyA
   for (let row = 0; row < rows; row++) {
     let offset = begin[rank - 1]!
     for (let d = 0; d < rank - 1; d++) offset += (begin[d]! + index[d]!) * strides[d]!
-    out.set(x.subarray(offset, offset + run), row * run)
+    // Short runs (a few columns of a wide matrix) by element: a subarray object per run costs more.
+    if (run < 64) for (let j = 0; j < run; j++) out[row * run + j] = x[offset + j]!
+    else out.set(x.subarray(offset, offset + run), row * run)
     for (let d = rank - 2; d >= 0; d--) {
       if (++index[d]! < size[d]!) break
       index[d] = 0
