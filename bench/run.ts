@@ -74,7 +74,8 @@ const program = Effect.gen(function*() {
       }
     }).pipe(Effect.scoped, Effect.provide(Backend.layer(backend))))
     if (Exit.isFailure(exit)) {
-      const error = exit.cause.reasons.map((r) => (r._tag === "Fail" ? String((r.error as { message?: string }).message ?? r.error) : String(r))).join("; ")
+      const message = (e: unknown) => (e instanceof Error ? e.message : String((e as { message?: unknown })?.message ?? e))
+      const error = exit.cause.reasons.map((r) => (r._tag === "Fail" ? message(r.error) : r._tag === "Die" ? message(r.defect) : String(r))).join("; ")
       flags[backend] = { unavailable: error }
       console.error(`backend ${backend}: skipped, ${error}`)
       // Asked for explicitly, a backend that does not load is an error; found missing while probing, a note.
