@@ -1,8 +1,9 @@
 /**
- * Recomputation in reverse mode: `reverse({ checkpointEvery: c })` keeps y_0, every c-th iterate and
- * y_k̄, recomputes each segment when the reverse pass reaches it, and must give the hypergradient of
- * plain `reverse()` — for RHG, T-RHG, PTT and min-residual selections, auxiliary-init and dynamics
- * with auxiliary state, on the autodiff and on the hand-written VJP path — with less memory.
+ * What reverse mode stores. `reverse({ checkpointEvery: c })` keeps y_0, every c-th iterate and y_k̄,
+ * recomputes each segment when the reverse pass reaches it, and must give the hypergradient of plain
+ * `reverse()` — for RHG, T-RHG, PTT and min-residual selections, auxiliary-init and dynamics with
+ * auxiliary state, on the autodiff and on the hand-written VJP path — with less memory. T-RHG
+ * (`lastM`) keeps only the M + 1 iterates it differentiates through.
  */
 import { assert, layer } from "@effect/vitest"
 import * as tf from "@tensorflow/tfjs-core"
@@ -11,7 +12,7 @@ import { vectorValue } from "../src/domain/tensors.ts"
 import { gradientDescent, nesterovMomentum } from "../src/dynamics/Dynamics.ts"
 import { iterateY } from "../src/dynamics/Iterate.ts"
 import { take, unroll } from "../src/dynamics/iterates.ts"
-import { last, pessimistic } from "../src/dynamics/selection.ts"
+import { last, pessimistic, type Retention } from "../src/dynamics/selection.ts"
 import * as Backend from "../src/runtime/Backend.ts"
 import { reverse } from "../src/solvers/reverse.ts"
 import * as Solver from "../src/solvers/Solver.ts"
@@ -63,18 +64,23 @@ layer(Backend.layer("cpu"))("checkpointed reverse", (it) => {
       assert.isTrue(ptt.kbar > 1 && ptt.kbar < K, `an interior PTT index, got ${ptt.kbar}`)
     }))
 
-  it.effect("composes with T-RHG's lastM", () =>
+  it.effect("T-RHG keeping only its window, or checkpoints, equals T-RHG on the whole prefix", () =>
     Effect.gen(function*() {
       const { problem, x0, y0 } = smoothProblem({ dimX: 3, dimY: 6 })
-      const plain = yield* hypergradient(solvers.rhg.pipe(Solver.hypergradient(reverse({ lastM: 7 }))), problem, x0, y0)
-      const checkpointed = yield* hypergradient(
-        solvers.rhg.pipe(Solver.hypergradient(reverse({ lastM: 7, checkpointEvery: 4 }))),
-        problem,
-        x0,
-        y0
-      )
-      assert.strictEqual(checkpointed.cost.reverseSteps, 7)
-      assert.isBelow(relativeError(checkpointed.x, plain.x), 1e-6)
+      for (const base of [solvers.rhg, solvers["iaptt-gm"]]) {
+        for (const lastM of [1, 7, K, K + 3]) {
+          // Checkpointing every step keeps every iterate: the reference.
+          const whole = yield* hypergradient(base.pipe(Solver.hypergradient(reverse({ lastM, checkpointEvery: 1 }))), problem, x0, y0)
+          const windowed = yield* hypergradient(base.pipe(Solver.hypergradient(reverse({ lastM }))), problem, x0, y0)
+          const checkpointed = yield* hypergradient(base.pipe(Solver.hypergradient(reverse({ lastM, checkpointEvery: 4 }))), problem, x0, y0)
+          for (const other of [windowed, checkpointed]) {
+            assert.strictEqual(other.kbar, whole.kbar)
+            assert.strictEqual(other.cost.reverseSteps, Math.min(lastM, whole.kbar))
+            assert.isBelow(relativeError(other.x, whole.x), 1e-6, `lastM ${lastM}`)
+            assert.deepStrictEqual(other.z, whole.z, `lastM ${lastM}`)
+          }
+        }
+      }
     }))
 
   it.effect("stores O(K/c + c) iterates instead of O(K), and leaks no tensor", () =>
@@ -90,20 +96,27 @@ layer(Backend.layer("cpu"))("checkpointed reverse", (it) => {
       assert.isAbove(plain.cost.peakBytes, 60 * iterate)
       assert.isBelow(checkpointed.cost.peakBytes, 22 * iterate)
       assert.isBelow(relativeError(checkpointed.x, plain.x), 1e-6)
+      // T-RHG with M = 5 holds y_55 … y_60 (and the step being taken).
+      const truncated = yield* hypergradient(solver.pipe(Solver.hypergradient(reverse({ lastM: 5 }))), problem, x0, y0)
+      assert.isBelow(truncated.cost.peakBytes, 12 * iterate)
+      assert.strictEqual(tf.memory().numTensors, before)
     }))
 
-  it.effect("selections keep y_0, the checkpoints and y_k̄ only", () =>
+  it.effect("selections keep y_0, the checkpoints and y_k̄, or the window before y_k̄, only", () =>
     Effect.gen(function*() {
-      const keptKs = (selection: typeof last, c: number) =>
+      const keptKs = (selection: typeof last, retention: Retention) =>
         atPoint(
           pulledTowards(0.3),
           0,
-          selection.select(take(10)(unroll(gradientDescent({ lr: 0.5 }), tf.tensor1d([1]))), { checkpointEvery: c })
+          selection.select(take(10)(unroll(gradientDescent({ lr: 0.5 }), tf.tensor1d([1]))), retention)
         ).pipe(Effect.map((t) => ({ ks: t.prefix.map((i) => i.k), selected: t.selected.k, y: vectorValue(iterateY(t.selected))[0]! })))
-      assert.deepStrictEqual(yield* keptKs(last, 4), { ks: [0, 4, 8, 10], selected: 10, y: 0.5 ** 10 })
-      assert.deepStrictEqual(yield* keptKs(last, 5), { ks: [0, 5, 10], selected: 10, y: 0.5 ** 10 })
+      assert.deepStrictEqual(yield* keptKs(last, { checkpointEvery: 4 }), { ks: [0, 4, 8, 10], selected: 10, y: 0.5 ** 10 })
+      assert.deepStrictEqual(yield* keptKs(last, { checkpointEvery: 5 }), { ks: [0, 5, 10], selected: 10, y: 0.5 ** 10 })
+      assert.deepStrictEqual(yield* keptKs(last, { window: 3 }), { ks: [7, 8, 9, 10], selected: 10, y: 0.5 ** 10 })
       // y_k = 0.5^k; F = −(y − 0.3)² peaks at y_2 = 0.25.
-      assert.deepStrictEqual(yield* keptKs(pessimistic, 4), { ks: [0, 2], selected: 2, y: 0.25 })
-      assert.deepStrictEqual(yield* keptKs(pessimistic, 1), { ks: [0, 1, 2], selected: 2, y: 0.25 })
+      assert.deepStrictEqual(yield* keptKs(pessimistic, { checkpointEvery: 4 }), { ks: [0, 2], selected: 2, y: 0.25 })
+      assert.deepStrictEqual(yield* keptKs(pessimistic, { checkpointEvery: 1 }), { ks: [0, 1, 2], selected: 2, y: 0.25 })
+      assert.deepStrictEqual(yield* keptKs(pessimistic, { window: 1 }), { ks: [1, 2], selected: 2, y: 0.25 })
+      assert.deepStrictEqual(yield* keptKs(pessimistic, { window: 5 }), { ks: [0, 1, 2], selected: 2, y: 0.25 })
     }))
 })

@@ -26,11 +26,12 @@ export interface Trajectory {
 }
 
 /**
- * What a selection keeps of y_0 … y_k̄ for the hypergradient: `false` only y_k̄, `true` all of them,
+ * What a selection keeps of y_0 … y_k̄ for the hypergradient: `false` only y_k̄, `true` all of them;
  * `{ checkpointEvery: c }` y_0, every c-th iterate and y_k̄ — memory O(K/c) instead of O(K), for a
- * strategy that recomputes the others.
+ * strategy that recomputes the others; `{ window: M }` y_{k̄−M} … y_k̄ only, for one that reads no
+ * further back (T-RHG): memory O(M).
  */
-export type Retention = boolean | { readonly checkpointEvery: number }
+export type Retention = boolean | { readonly checkpointEvery: number } | { readonly window: number }
 
 export interface Selection {
   readonly name: string
@@ -67,18 +68,23 @@ const release = (iterate: Iterate, kept: ReadonlyArray<Iterate>) => {
 }
 
 /**
- * Selection under checkpointing, decided as the stream runs: keeps y_0, every c-th iterate, the
- * best so far (ties to the smallest k, over k ≥ 1 once there is one) and the newest (the stream
- * steps from it), and releases the others at once. Scoring each iterate as it arrives costs one
- * host read per step; without a score the newest is the best (`last`).
+ * Selection that keeps part of the prefix, decided as the stream runs: the newest iterate (the stream
+ * steps from it), the best so far (ties to the smallest k, over k ≥ 1 once there is one), and either
+ * every c-th iterate or those within M steps before the best or the newest (a later best has its
+ * window there); the others are released at once. Scoring each iterate as it arrives costs one host
+ * read per step; without a score the newest is the best (`last`).
  */
-const selectCheckpointed = (
+const selectRetaining = (
   iterates: Iterates,
-  every: number,
+  retention: { readonly checkpointEvery: number } | { readonly window: number },
   score?: (y: Vector) => tf.Tensor,
   better: (a: number, b: number) => boolean = () => true
-): Effect.Effect<Trajectory, never, LowerLevel> =>
-  Stream.runFold(
+): Effect.Effect<Trajectory, never, LowerLevel> => {
+  const inWindow = (k: number, end: number) => "window" in retention && k <= end && k >= end - retention.window
+  const needed = (iterate: Iterate, best: Iterate, newest: Iterate) =>
+    iterate === newest || iterate === best ||
+    ("checkpointEvery" in retention ? iterate.k % retention.checkpointEvery === 0 : inWindow(iterate.k, best.k) || inWindow(iterate.k, newest.k))
+  return Stream.runFold(
     iterates,
     () => ({ kept: [] as Array<Iterate>, best: undefined as { readonly iterate: Iterate; readonly value: number } | undefined }),
     ({ best, kept }, iterate) => {
@@ -86,31 +92,27 @@ const selectCheckpointed = (
       const next = best === undefined || iterate.k === 1 || (iterate.k > 1 && better(value, best.value))
         ? { iterate, value }
         : best
-      const previous = kept.at(-1)
       kept.push(iterate)
-      if (previous !== undefined && previous.k % every !== 0 && previous !== next.iterate) {
-        kept.splice(kept.indexOf(previous), 1)
-        release(previous, kept)
-      }
-      if (best !== undefined && best.iterate !== next.iterate && best.iterate !== previous && best.iterate.k % every !== 0) {
-        kept.splice(kept.indexOf(best.iterate), 1)
-        release(best.iterate, kept)
-      }
-      return { kept, best: next }
+      const keep = kept.filter((other) => needed(other, next.iterate, iterate))
+      for (const other of kept) if (!keep.includes(other)) release(other, keep)
+      return { kept: keep, best: next }
     }
   ).pipe(Effect.map(({ best, kept }) => {
     const selected = best!.iterate
-    const prefix = kept.filter((iterate) => iterate.k <= selected.k)
-    for (const iterate of kept) if (iterate.k > selected.k) release(iterate, prefix)
+    const prefix = kept.filter((iterate) =>
+      iterate.k <= selected.k && ("checkpointEvery" in retention || inWindow(iterate.k, selected.k))
+    )
+    for (const iterate of kept) if (!prefix.includes(iterate)) release(iterate, prefix)
     return { prefix, selected, stepsTaken: kept.at(-1)!.k }
   }))
+}
 
 /** The last iterate y_K. Without a retained prefix, earlier iterates are released as the stream runs. */
 export const last: Selection = {
   name: "last",
   select: (iterates, retainPrefix) =>
     typeof retainPrefix === "object"
-      ? selectCheckpointed(iterates, retainPrefix.checkpointEvery)
+      ? selectRetaining(iterates, retainPrefix)
       : retainPrefix
       ? Effect.map(Stream.runCollect(iterates), (all) => fromCollected(all, all.length - 1, true))
       : Stream.runFold(iterates, () => undefined as Trajectory | undefined, (previous, iterate) => {
@@ -127,7 +129,7 @@ export const pessimistic: Selection = {
       const { problem, x } = yield* LowerLevel
       const higher = (a: number, b: number) => a > b
       if (typeof retainPrefix === "object") {
-        return yield* selectCheckpointed(iterates, retainPrefix.checkpointEvery, (y) => problem.upper(x, y), higher)
+        return yield* selectRetaining(iterates, retainPrefix, (y) => problem.upper(x, y), higher)
       }
       const all = yield* Stream.runCollect(iterates)
       const values = scoreAll(all, (y) => problem.upper(x, y))
@@ -144,9 +146,23 @@ export const minResidual = (alpha: number): Selection => ({
       const score = (y: Vector) => norm(residual(problem, x, y, alpha))
       const lower = (a: number, b: number) => a < b
       if (typeof retainPrefix === "object") {
-        return yield* selectCheckpointed(iterates, retainPrefix.checkpointEvery, score, lower)
+        return yield* selectRetaining(iterates, retainPrefix, score, lower)
       }
       const all = yield* Stream.runCollect(iterates)
       return fromCollected(all, argBest(scoreAll(all, score), lower), retainPrefix)
     })
+})
+
+/**
+ * y_k itself, the stream cut there: a truncation index held fixed. Differentiating a selection
+ * (PTT, min-residual, a tolerance stop) means differentiating the piece it selected, so finite
+ * differences of such a pipeline hold its index.
+ */
+export const at = (k: number): Selection => ({
+  name: `at(${k})`,
+  select: (iterates, retainPrefix) =>
+    Effect.map(
+      Stream.runCollect(Stream.take(iterates, k + 1)),
+      (all) => fromCollected(all, all.length - 1, retainPrefix !== false)
+    )
 })

@@ -5,7 +5,8 @@
  *     k = k̄−1 … 0:  (α_k, Δg_x) = VJP of Φ_k at (y_k, x) with cotangent α_{k+1};  g_x += Δg_x
  *
  * The trajectory's selection decides where the stream starts (k̄ = K for RHG, the PTT index for
- * IAPTT-GM); `lastM` takes M elements of it (T-RHG). No method has code of its own here.
+ * IAPTT-GM); `lastM` takes M elements of it (T-RHG), and only y_{k̄−M} … y_k̄ are kept. No method has
+ * code of its own here.
  *
  * Each VJP is the dynamics' hand-written one where it has one for the problem (a gradient step on a
  * problem with a closed-form Hessian-vector product: no tape, a few products), autodiff of the step
@@ -49,15 +50,17 @@ const statesOf = (
   meter: CostMeter
 ) => {
   const retained = new Map(prefix.map((iterate) => [iterate.k, iterate.state] as const))
-  let segment: { readonly from: number; readonly states: Map<number, State> } | undefined
+  // A step may pass a tensor through unchanged: never release one a retained iterate holds.
+  const owned = new Set(prefix.flatMap((iterate) => iterate.state))
+  let segment: Map<number, State> | undefined
   const release = () => {
-    if (segment !== undefined) for (const state of segment.states.values()) tf.dispose([...state])
+    if (segment !== undefined) for (const state of segment.values()) tf.dispose(state.filter((t) => !owned.has(t)))
     segment = undefined
   }
   const at = (j: number): State => {
     const kept = retained.get(j)
     if (kept !== undefined) return kept
-    if (segment === undefined || !segment.states.has(j)) {
+    if (segment === undefined || !segment.has(j)) {
       release()
       const from = Math.max(...prefix.map((p) => p.k).filter((k) => k < j))
       const until = Math.min(...prefix.map((p) => p.k).filter((k) => k > j))
@@ -68,9 +71,9 @@ const statesOf = (
         states.set(k + 1, state)
       }
       meter.sample()
-      segment = { from, states }
+      segment = states
     }
-    return segment.states.get(j)!
+    return segment.get(j)!
   }
   return { at, release }
 }
@@ -128,7 +131,12 @@ export const reverse = (
   options: { readonly lastM?: number; readonly checkpointEvery?: number } = {}
 ): HypergradientStrategy => ({
   name: nameOf(options),
-  needsPrefix: options.checkpointEvery === undefined ? true : { checkpointEvery: options.checkpointEvery },
+  // Checkpoints bound memory by themselves; otherwise T-RHG keeps only the M + 1 iterates it reads.
+  needsPrefix: options.checkpointEvery !== undefined
+    ? { checkpointEvery: options.checkpointEvery }
+    : options.lastM !== undefined
+    ? { window: options.lastM }
+    : true,
   compute: (dynamics, trajectory) =>
     Effect.gen(function*() {
       const { x } = yield* LowerLevel
