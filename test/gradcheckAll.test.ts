@@ -14,12 +14,28 @@ import { vectorValue } from "../src/domain/tensors.ts"
 import { checkSolver, gradcheck } from "../src/runtime/gradcheck.ts"
 import { firstOrderMethod, methods } from "../src/solvers/methods.ts"
 import { quadratic } from "../src/tasks/quadratic.ts"
+import { syntheticDataDir } from "./support/syntheticIdx.ts"
 
-/** Per task: its defaults (small dims), and settings under which the LL converges. */
+const dataDir = syntheticDataDir()
+const cleaning = { dataDir, trainSize: 40, valSize: 40, testSize: 40, hidden: 6 }
+
+/** Per task: small sizes at its defaults, and settings under which the LL converges. */
 const settings: Record<string, { readonly defaults: Record<string, unknown>; readonly converged: Record<string, unknown> }> = {
   "toy-nonconvex": { defaults: {}, converged: { innerLr: 0.3, innerSteps: 200 } },
-  quadratic: { defaults: { dimX: 8, dimY: 8, innerSteps: 300 }, converged: { dimX: 8, dimY: 8, innerSteps: 300 } }
+  quadratic: { defaults: { dimX: 8, dimY: 8, innerSteps: 300 }, converged: { dimX: 8, dimY: 8, innerSteps: 300 } },
+  "toy-llc": { defaults: { n: 5 }, converged: { n: 5, innerLr: 0.5, innerSteps: 200 } },
+  "hyper-cleaning linear": { defaults: { ...cleaning, innerSteps: 5, innerLr: 0.5 }, converged: {} },
+  "hyper-cleaning mlp": { defaults: { ...cleaning, net: "mlp", innerSteps: 5, innerLr: 0.5 }, converged: {} }
 }
+/**
+ * Where an implicit strategy's premise fails, it has nothing to agree with: hyper-cleaning's LL is
+ * unregularized cross-entropy on separable data (no minimizer; T-RHG is checked with M = K there),
+ * and toy-llc's Hessian is singular with ∇_y F reaching its null space (y₂ is not in f), so CG's
+ * system is inconsistent — the non-singleton LL the paper built that toy for. Neumann series still
+ * apply on toy-llc: their null-space part never reaches the x-gradient.
+ */
+const illPosed = (task: string, method: string) =>
+  (task.startsWith("hyper-cleaning") && ["ls", "ns", "aid-fp"].includes(method)) || (task === "toy-llc" && method === "ls")
 /** The strategies that assume a converged LL or truncate, with budgets large enough for them. */
 const budgets: Record<string, Record<string, unknown>> = {
   ls: { cgIters: 30 },
@@ -30,15 +46,15 @@ const budgets: Record<string, Record<string, unknown>> = {
 
 layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer))("gradcheck of every method on every task", (it) => {
   for (const [task, { converged, defaults }] of Object.entries(settings)) {
-    for (const method of methods.filter((m) => m.name !== "first-order")) {
+    for (const method of methods.filter((m) => m.name !== "first-order" && !illPosed(task, m.name))) {
       it.effect(`${method.name} on ${task}`, () =>
         Effect.gen(function*() {
-          const budget = budgets[method.name]
+          const budget = task.startsWith("hyper-cleaning") && method.name === "t-rhg" ? undefined : budgets[method.name]
           const result = yield* gradcheck({
-            task,
+            task: task.split(" ")[0]!,
             method: method.name,
             seed: 2,
-            settings: budget ? { ...converged, ...budget } : defaults
+            settings: budget ? { ...converged, ...budget } : { ...defaults, ...(method.name === "t-rhg" ? { lastM: 5 } : {}) }
           })
           assert.isBelow(result.relError, 1e-2, `${method.name} on ${task}: ${result.relError} (${result.reference})`)
         }))

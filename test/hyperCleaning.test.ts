@@ -2,7 +2,7 @@
  * Data hyper-cleaning: the metrics on hand-made cases, the split and corruption, the closed-form
  * ∇_y f against autodiff, hypergradients against finite differences, and short runs of every method.
  *
- * Nothing here needs the real dataset: `writeSyntheticIdx` writes a tiny MNIST-format training file
+ * Nothing here needs the real dataset: `syntheticDataDir` (test/support/syntheticIdx.ts) writes a tiny MNIST-format training file
  * (6×6 images of 10 noisy class prototypes) to a temp dir, and the task reads it through its ordinary
  * `dataDir` setting. The one test on FashionMNIST itself skips when Debian's copy is not installed.
  */
@@ -10,7 +10,7 @@ import { NodeServices } from "@effect/platform-node"
 import { assert, describe, it as vitestIt, layer } from "@effect/vitest"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Layer, Schema } from "effect"
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
 import type { BilevelProblem } from "../src/domain/Problem.ts"
@@ -27,36 +27,10 @@ import { hyperCleaning } from "../src/tasks/hyperCleaning.ts"
 import { drawCleaningData } from "../src/tasks/hyperCleaning/split.ts"
 import { accuracy, cleaningScores } from "../src/tasks/metrics.ts"
 import { fashionMnistDir } from "../src/tasks/mnistLike.ts"
+import { syntheticDataDir } from "./support/syntheticIdx.ts"
 import { relativeError } from "./support/tf.ts"
 
-const side = 6
-const examples = 400
-
-/** A tiny MNIST-format training file: 10 class prototypes plus noise, labels uniform. */
-const writeSyntheticIdx = (dir: string) => {
-  const rng = makeRng(1234)
-  const d = side * side
-  const prototypes = Array.from({ length: 10 }, () => rng.array(d, rng.uniform))
-  const labels = Uint8Array.from({ length: examples }, () => rng.int(0, 9))
-  const pixels = new Uint8Array(examples * d)
-  labels.forEach((label, i) => {
-    for (let j = 0; j < d; j++) {
-      const value = prototypes[label]![j]! + 0.35 * rng.normal()
-      pixels[i * d + j] = Math.round(255 * Math.min(1, Math.max(0, value)))
-    }
-  })
-  const header = (magic: number, dims: ReadonlyArray<number>) => {
-    const view = new DataView(new ArrayBuffer(4 + 4 * dims.length))
-    view.setUint32(0, magic)
-    dims.forEach((n, i) => view.setInt32(4 + 4 * i, n))
-    return new Uint8Array(view.buffer)
-  }
-  writeFileSync(path.join(dir, "train-images-idx3-ubyte"), Buffer.concat([header(0x803, [examples, side, side]), pixels]))
-  writeFileSync(path.join(dir, "train-labels-idx1-ubyte"), Buffer.concat([header(0x801, [examples]), labels]))
-}
-
-const dataDir = mkdtempSync(path.join(tmpdir(), "bilevel-hc-data-"))
-writeSyntheticIdx(dataDir)
+const dataDir = syntheticDataDir()
 const scratch = mkdtempSync(path.join(tmpdir(), "bilevel-hc-run-"))
 let runs = 0
 

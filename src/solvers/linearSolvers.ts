@@ -37,8 +37,10 @@ export const conjugateGradient = (options: { readonly iterations: number; readon
       (s) =>
         tf.tidy(() => {
           const ap = matvec(s.p)
-          // divNoNan: once r = 0 exactly, CG has converged and must stay put rather than turn to NaN.
-          const step = tf.divNoNan(s.rr, dot(s.p, ap))
+          // Breakdown guard: where pᵀAp is not clearly positive (r = 0 once converged, or A singular, as
+          // when y has coordinates f ignores) no step is taken, rather than one that explodes to NaN.
+          const curvature = dot(s.p, ap)
+          const step = tf.where(tf.greater(curvature, tf.mul(1e-10, dot(s.p, s.p))), tf.divNoNan(s.rr, curvature), tf.zerosLike(curvature))
           const r = tf.sub(s.r, tf.mul(step, ap))
           const rr = dot(r, r)
           return { i: s.i + 1, v: tf.add(s.v, tf.mul(step, s.p)), r, p: tf.add(r, tf.mul(tf.divNoNan(rr, s.rr), s.p)), rr }
