@@ -18,7 +18,7 @@ import { choice, count } from "../../domain/settings.ts"
 import { methods as allMethods } from "../../solvers/methods.ts"
 import { hyperCleaning } from "../../tasks/hyperCleaning.ts"
 import { writePlot } from "../plot.ts"
-import { define, type ExperimentOptions } from "../reproduce/Experiment.ts"
+import { define, type ExperimentOptions } from "./Experiment.ts"
 import { run } from "../run.ts"
 import * as RunRecord from "../RunRecord.ts"
 
