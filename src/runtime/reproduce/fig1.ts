@@ -9,7 +9,7 @@ import { Backend } from "../Backend.ts"
 import type { RunRecord } from "../RunRecord.ts"
 import { type Check, define } from "./Experiment.ts"
 import { checksSection, figure, header, runsSection, show, table, writeReport } from "./report.ts"
-import { runAll } from "./runs.ts"
+import { runAll, type RunSpec } from "./runs.ts"
 
 /** The paper's three inits (x_0, y_0); y_0 is z_0 for the IA methods. */
 export const inits: ReadonlyArray<readonly [number, number]> = [[1, 2], [5, 1], [7, -1]]
@@ -33,6 +33,24 @@ export const toySettings = {
 
 export const initName = ([x0, y0]: readonly [number, number]) => `(${x0}, ${y0})`
 export const initDir = ([x0, y0]: readonly [number, number]) => `init-${x0}_${y0}`
+
+/** One toy-nonconvex run per seed × init × method, recorded in <init>/<method>[-seed-s]. */
+export const toyGrid = (
+  options: { readonly seeds: ReadonlyArray<number>; readonly settings: Record<string, unknown> },
+  methods: ReadonlyArray<string>
+): Array<RunSpec & { readonly settings: { readonly x0: number; readonly y0: number } }> =>
+  options.seeds.flatMap((seed) =>
+    inits.flatMap((init) =>
+      methods.map((method) => ({
+        dir: `${initDir(init)}/${method}${options.seeds.length > 1 ? `-seed-${seed}` : ""}`,
+        label: `${method} ${initName(init)}`,
+        task: "toy-nonconvex",
+        method,
+        seed,
+        settings: { ...options.settings, x0: init[0], y0: init[1] }
+      }))
+    )
+  )
 
 /** Where a run ends against the bar: tail statistics of x and the final LL iterate. */
 export const outcome = (run: RunRecord) => {
@@ -74,19 +92,7 @@ export const fig1 = define({
     Effect.gen(function*() {
       const started = performance.now()
       const backend = yield* Backend
-      const seeded = options.seeds.length > 1
-      const specs = options.seeds.flatMap((seed) =>
-        inits.flatMap((init) =>
-          methods.map((method) => ({
-            dir: `${initDir(init)}/${method}${seeded ? `-seed-${seed}` : ""}`,
-            label: `${method} ${initName(init)}`,
-            task: "toy-nonconvex",
-            method,
-            seed,
-            settings: { ...options.settings, x0: init[0], y0: init[1] }
-          }))
-        )
-      )
+      const specs = toyGrid(options, methods)
       const runs = yield* runAll(specs, options)
       const at = (init: readonly [number, number]) => runs.filter((_, i) => specs[i]!.settings.x0 === init[0])
       const outcomes = runs.map(outcome)
@@ -135,7 +141,7 @@ export const fig1 = define({
       const checks: Array<Check> = iaptt.map((run) => {
         const o = outcome(run)
         return {
-          name: `IAPTT-GM from ${run.info.label.replace("iaptt-gm ", "")}${seeded ? ` seed ${run.info.seed}` : ""}: ` +
+          name: `IAPTT-GM from ${run.info.label.replace("iaptt-gm ", "")}${options.seeds.length > 1 ? ` seed ${run.info.seed}` : ""}: ` +
             `tail mean within ${bar.tailMean} of 11π/4, tail within ±${bar.tailSpread}, final y within ${bar.finalY} of −2`,
           passed: o.reached,
           detail: `tail mean ${show(o.tail.mean, 6)} (|Δ| ${show(Math.abs(o.tail.mean - xStar), 3)}), ` +

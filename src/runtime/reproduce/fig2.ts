@@ -10,7 +10,7 @@ import { Backend } from "../Backend.ts"
 import { gradcheck } from "../gradcheck.ts"
 import type { RunRecord } from "../RunRecord.ts"
 import { type Check, define } from "./Experiment.ts"
-import { initDir, initName, inits, toySettings } from "./fig1.ts"
+import { toyGrid, toySettings } from "./fig1.ts"
 import { checksSection, figure, header, machine, meanOf, median, runsSection, show, table, writeReport } from "./report.ts"
 import { runAll } from "./runs.ts"
 
@@ -65,19 +65,7 @@ export const fig2 = define({
       const started = performance.now()
       const backend = yield* Backend
       const K = options.settings.innerSteps
-      const seeded = options.seeds.length > 1
-      const specs = options.seeds.flatMap((seed) =>
-        inits.flatMap((init) =>
-          ["iaptt-gm", "ia-gm"].map((method) => ({
-            dir: `${initDir(init)}/${method}${seeded ? `-seed-${seed}` : ""}`,
-            label: `${method} ${initName(init)}`,
-            task: "toy-nonconvex",
-            method,
-            seed,
-            settings: { ...options.settings, x0: init[0], y0: init[1] }
-          }))
-        )
-      )
+      const specs = toyGrid(options, ["iaptt-gm", "ia-gm"])
       const runs = yield* runAll(specs, options)
       const iaptt = runs.filter((run) => run.info.method === "iaptt-gm")
       const iaGm = runs.filter((run) => run.info.method === "ia-gm")
@@ -115,7 +103,7 @@ export const fig2 = define({
       const checks: Array<Check> = iaptt.flatMap((run) => {
         const s = statsOf(run)
         const other = statsOf(partner(run))
-        const where = `${run.info.label.replace("iaptt-gm ", "")}${seeded ? ` seed ${run.info.seed}` : ""}`
+        const where = `${run.info.label.replace("iaptt-gm ", "")}${options.seeds.length > 1 ? ` seed ${run.info.seed}` : ""}`
         return [
           { name: `IAPTT-GM from ${where}: mean k̄ < K = ${K}`, passed: s.kbar < K, detail: `mean k̄ ${show(s.kbar, 3)}` },
           {

@@ -7,7 +7,7 @@ import { Effect, Schema } from "effect"
 import { Backend } from "../Backend.ts"
 import type { RunRecord } from "../RunRecord.ts"
 import { define } from "./Experiment.ts"
-import { initDir, initName, inits, toySettings } from "./fig1.ts"
+import { toyGrid, toySettings } from "./fig1.ts"
 import { header, machine, meanOf, median, runsSection, show, table, writeReport } from "./report.ts"
 import { runAll } from "./runs.ts"
 
@@ -52,19 +52,7 @@ export const table1 = define({
     Effect.gen(function*() {
       const started = performance.now()
       const backend = yield* Backend
-      const seeded = options.seeds.length > 1
-      const specs = options.seeds.flatMap((seed) =>
-        inits.flatMap((init) =>
-          paper.map(({ method }) => ({
-            dir: `${initDir(init)}/${method}${seeded ? `-seed-${seed}` : ""}`,
-            label: `${method} ${initName(init)}`,
-            task: "toy-nonconvex",
-            method,
-            seed,
-            settings: { ...options.settings, x0: init[0], y0: init[1] }
-          }))
-        )
-      )
+      const specs = toyGrid(options, paper.map(({ method }) => method))
       const runs = yield* runAll(specs, options)
       const ours = paper.map(({ method }) => perMethod(runs, method))
       const rhg = ours.find((o) => o.method === "rhg")!
