@@ -1,7 +1,8 @@
 /**
  * Markdown tables of benchmark rows, and their place in docs/benchmarks.md: one generated block per
  * suite between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->`, replaced when that suite runs again
- * (the prose around the blocks is written by hand).
+ * (the prose around the blocks is written by hand). Rows of backends the new run did not cover are
+ * kept from the results files the old block cites, with their own command.
  */
 import type { Machine } from "./machine.ts"
 import type { Timing } from "./measure.ts"
@@ -104,6 +105,7 @@ const renderers: Record<string, (rows: ReadonlyArray<Row>) => string> = {
 }
 
 const header = (run: Run, rows: ReadonlyArray<Row>) => {
+  if (rows.length === 0) return ""
   const loads = rows.map((r) => r.loadAverage[0]!)
   const m = run.machine
   const backends = [...new Set(rows.map((r) => r.backend))]
@@ -117,23 +119,35 @@ const header = (run: Run, rows: ReadonlyArray<Row>) => {
   ].join("\n")
 }
 
-/** The generated block of one suite. */
-export const block = (suite: string, run: Run): string | undefined => {
-  const rows = run.rows.filter((r) => r.suite === suite)
-  if (rows.length === 0) return undefined
-  return `<!-- bench:${suite} -->\n${header(run, rows)}\n\n${renderers[suite]!(rows)}\n<!-- /bench:${suite} -->`
+/** The generated block of one suite, from the rows of several runs (each with its own header). */
+export const block = (suite: string, runs: ReadonlyArray<Run>): string => {
+  const parts = runs.map((run) => ({ run, rows: run.rows.filter((r) => r.suite === suite) })).filter((p) => p.rows.length > 0)
+  const headers = parts.map((p) => header(p.run, p.rows)).join("\n\n")
+  return `<!-- bench:${suite} -->\n${headers}\n\n${renderers[suite]!(parts.flatMap((p) => p.rows))}\n<!-- /bench:${suite} -->`
 }
 
-/** docs/benchmarks.md with the blocks of the suites in `run` replaced (or appended). */
-export const updateDocument = (document: string, run: Run): string => {
+/**
+ * docs/benchmarks.md with the blocks of the suites in `run` replaced (or appended). `previous` loads a
+ * results file an old block cites, so that its rows for backends `run` did not measure stay.
+ */
+export const updateDocument = (document: string, run: Run, previous: (results: string) => Run | undefined): string => {
   let out = document
   for (const suite of Object.keys(renderers)) {
-    const generated = block(suite, run)
-    if (generated === undefined) continue
+    const rows = run.rows.filter((r) => r.suite === suite)
+    if (rows.length === 0) continue
     const begin = `<!-- bench:${suite} -->`
     const end = `<!-- /bench:${suite} -->`
     const from = out.indexOf(begin)
     const to = out.indexOf(end)
+    const measured = new Set(rows.map((r) => r.backend))
+    const kept = from >= 0 && to > from
+      ? [...out.slice(from, to).matchAll(/results: `([^`]+)`/g)].flatMap(([, results]) => {
+        const old = previous(results!)
+        const others = old?.rows.filter((r) => r.suite === suite && !measured.has(r.backend)) ?? []
+        return old === undefined || others.length === 0 ? [] : [{ ...old, rows: others }]
+      })
+      : []
+    const generated = block(suite, [run, ...kept])
     out = from >= 0 && to > from
       ? out.slice(0, from) + generated + out.slice(to + end.length)
       : `${out.trimEnd()}\n\n## ${suite}\n\n${generated}\n`

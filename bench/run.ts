@@ -89,7 +89,14 @@ const program = Effect.gen(function*() {
   if (!values["no-docs"]) {
     const docs = path.join("docs", "benchmarks.md")
     const current = existsSync(docs) ? readFileSync(docs, "utf8") : "# Benchmarks\n"
-    writeFileSync(docs, updateDocument(current, run))
+    const previous = (file: string): Run | undefined => {
+      try {
+        return JSON.parse(readFileSync(file, "utf8")) as Run
+      } catch {
+        return undefined
+      }
+    }
+    writeFileSync(docs, updateDocument(current, run, previous))
     console.error(`updated ${docs}`)
   }
 }).pipe(Effect.provide(NodeServices.layer))
