@@ -41,14 +41,21 @@ export interface DataMatrix {
 export const dataMatrix = (values: Float32Array, rows: number, columns: number): DataMatrix => {
   const a = tf.tensor2d(values, [rows, columns])
   const aT = tf.transpose(a)
+  // M X as (Xᵀ Mᵀ)ᵀ, the constant second: the wasm backend's XNNPACK packs a product's second operand
+  // once per tensor and reuses it, and thousands of columns fill its tiles where k ≈ 10 do not.
+  // Measured on wasm (A 5000×784, k = 10): A V 7.0 → 4.8 ms, Aᵀ G 5.8 → 4.6 ms, transposes included.
+  const leftMultiply = (transposedConstant: tf.Tensor) => (x: tf.Tensor) =>
+    tf.transpose(tf.matMul(tf.transpose(x), transposedConstant))
   // The gradient closes over the constants and never reads the (unsaved) input.
-  const product = (matrix: tf.Tensor, transposed: tf.Tensor) =>
+  const product = (forward: (x: tf.Tensor) => tf.Tensor, backward: (dy: tf.Tensor) => tf.Tensor) =>
     tf.customGrad(((v: tf.Tensor) => ({
-      value: tf.matMul(matrix, v),
-      gradFunc: (dy: tf.Tensor) => tf.matMul(transposed, dy)
+      value: forward(v),
+      gradFunc: backward
     })) as (...inputs: Array<tf.Tensor | tf.GradSaveFunc>) => { value: tf.Tensor; gradFunc: (dy: tf.Tensor) => tf.Tensor })
-  const times = product(a, aT)
-  const transposeTimes = product(aT, a)
+  const timesA = leftMultiply(aT)
+  const timesAT = leftMultiply(a)
+  const times = product(timesA, timesAT)
+  const transposeTimes = product(timesAT, timesA)
   return {
     rows,
     columns,
