@@ -29,9 +29,9 @@ export const backendChoices: ReadonlyArray<BackendChoice> = BackendChoice.litera
 
 /**
  * LL variables with fewer elements than this run on `cpu` under `auto`. Below it a hypergradient is a
- * few thousand tiny kernels and the two backends cost about the same (measured: toy-nonconvex, the
- * quadratic at dimY = 20); from dimY ≈ 100 on wasm wins, by ≈ 3× at 300 and ≈ 6× on hyper-cleaning
- * (docs/benchmarks.md, crossover). `cpu` is the tests' reference backend.
+ * few thousand tiny kernels and the two backends cost about the same (measured, RHG on the quadratic
+ * task: cpu faster at dimY = 2, equal at 20); from dimY ≈ 100 on wasm wins, by ≈ 2× at 300 and ≈ 20×
+ * on hyper-cleaning (docs/benchmarks.md). `cpu` is the tests' reference backend.
  */
 export const autoThreshold = 64
 
