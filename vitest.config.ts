@@ -7,6 +7,9 @@ export default defineConfig({
     include: ["test/**/*.test.ts"],
     // Each file gets a fresh process: tfjs keeps global kernel and gradient registries.
     pool: "forks",
+    // The files run in parallel, one process per core: kernels on more threads would only contend.
+    // test/wasmThreads.test.ts sets its own.
+    env: { BILEVEL_WASM_THREADS: "1" },
     testTimeout: 60_000,
     hookTimeout: 60_000
   }

@@ -6,12 +6,13 @@
  * `BackendUnavailable` naming how to get it — never a silent fallback to another.
  */
 import * as tf from "@tensorflow/tfjs-core"
-import { Context, Effect, Layer, Schema } from "effect"
+import { Config, Context, Effect, Layer, Schema } from "effect"
 import { createRequire } from "node:module"
 import * as path from "node:path"
 import { BackendUnavailable } from "../domain/errors.ts"
 import { installSecondOrderGradients } from "./gradients.ts"
 import { installWasmKernels } from "./wasmKernels.ts"
+import { defaultWasmThreads, initializeWasmThreads } from "./wasmThreads.ts"
 
 export const BackendName = Schema.Literals(["cpu", "wasm", "tensorflow", "tensorflow-gpu", "webgpu"])
 export type BackendName = typeof BackendName.Type
@@ -42,6 +43,8 @@ export class Backend extends Context.Service<Backend, {
   readonly name: BackendName
   /** tfjs's own name for the active backend (`tensorflow` for both native packages). */
   readonly tfjsName: string
+  /** Threads its kernels run on (wasm: `BILEVEL_WASM_THREADS`, default the cores up to 4; others: 1). */
+  readonly threads: number
 }>()("effect-bilevel/runtime/Backend") {}
 
 const require = createRequire(import.meta.url)
@@ -157,18 +160,34 @@ const registerGradients = async () => {
   installSecondOrderGradients()
 }
 
-const acquire = (name: BackendName) =>
+/** `BILEVEL_WASM_THREADS`: how many threads the wasm backend's kernels use (the tfjs backend is process-wide). */
+const wasmThreads = Config.Int("BILEVEL_WASM_THREADS").pipe(
+  Config.withDefault(defaultWasmThreads()),
+  Effect.filterOrFail((n) => n >= 1),
+  Effect.mapError(() =>
+    new BackendUnavailable({
+      backend: "wasm",
+      reason: "BILEVEL_WASM_THREADS is not a whole number ≥ 1",
+      hint: "Set it to the number of threads the wasm kernels may use (1: tfjs's single-thread build), or unset it."
+    })
+  )
+)
+
+const acquire = (name: BackendName, threads: number) =>
   Effect.tryPromise({
     try: async () => {
       const loader = loaders[name]
       tf.enableProdMode()
       await registerGradients()
       await loader.load()
-      if (!(await tf.setBackend(loader.tfjsName))) throw new Error(`tfjs could not initialize "${loader.tfjsName}"`)
-      await tf.ready()
+      const select = async () => {
+        if (!(await tf.setBackend(loader.tfjsName))) throw new Error(`tfjs could not initialize "${loader.tfjsName}"`)
+        await tf.ready()
+      }
+      const used = name === "wasm" ? await initializeWasmThreads(threads, select) : (await select(), 1)
       loader.ready?.()
       tf.engine().startScope()
-      return { name, tfjsName: loader.tfjsName }
+      return { name, tfjsName: loader.tfjsName, threads: used }
     },
     catch: (cause) =>
       new BackendUnavailable({
@@ -182,7 +201,10 @@ const acquire = (name: BackendName) =>
 export const layer = (name: BackendName): Layer.Layer<Backend, BackendUnavailable> =>
   Layer.effect(
     Backend,
-    Effect.acquireRelease(acquire(name), () => Effect.sync(() => tf.engine().endScope())).pipe(
+    Effect.acquireRelease(
+      name === "wasm" ? Effect.flatMap(wasmThreads, (threads) => acquire(name, threads)) : acquire(name, 1),
+      () => Effect.sync(() => tf.engine().endScope())
+    ).pipe(
       Effect.map(Backend.of)
     )
   )

@@ -1,7 +1,7 @@
 /**
  * A run record: the directory a run writes and `replay`, `plot`, `compare` and `resume` read.
  *
- *   run.json         what was run: task, method, label, backend, seed, decoded config, versions, start
+ *   run.json         what was run: task, method, label, backend (and its threads), seed, decoded config, versions, start
  *                    time, checkpoint interval
  *   steps.ndjson     one line per outer step: { t, F, kbar, hypergradNorm, ms, cost, ...task metrics }
  *   summary.json     how it ended: status, final metrics, wall time, and the error if it failed
@@ -22,6 +22,8 @@ export const RunInfo = Schema.Struct({
   /** Legend name in plots and tables; defaults to the method. */
   label: Schema.String,
   backend: Schema.String,
+  /** Threads the backend's kernels ran on (speed only: results do not depend on it); absent in older records. */
+  threads: Schema.optional(Schema.Number),
   seed: Schema.Number,
   config: Schema.Record(Schema.String, Schema.Unknown),
   versions: Schema.Record(Schema.String, Schema.String),

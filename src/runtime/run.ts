@@ -163,6 +163,7 @@ export const run = Effect.fnUntraced(function*(request: RunRequest) {
     method: method.name,
     label: request.label ?? method.name,
     backend: backend.name,
+    threads: backend.threads,
     seed: request.seed,
     config,
     versions: versions(),

@@ -14,10 +14,17 @@ export interface Finished {
   readonly stderr: string
 }
 
+export interface Options {
+  readonly cwd?: string
+  /** Added to this process's environment. */
+  readonly env?: Record<string, string>
+}
+
 /** Starts `bilevel ...args`; `finished` resolves when it exits, however it exits. */
-export const start = (args: ReadonlyArray<string>, options: { readonly cwd?: string } = {}) => {
+export const start = (args: ReadonlyArray<string>, options: Options = {}) => {
   const child: ChildProcess = spawn(process.execPath, [binary, ...args], {
     cwd: options.cwd ?? process.cwd(),
+    env: { ...process.env, ...options.env },
     stdio: ["ignore", "pipe", "pipe"]
   })
   let stdout = ""
@@ -37,7 +44,7 @@ let running = 0
 const waiting: Array<() => void> = []
 
 /** Runs `bilevel ...args` to the end, queued behind others when every core is busy with one. */
-export const bilevel = async (args: ReadonlyArray<string>, options: { readonly cwd?: string } = {}): Promise<Finished> => {
+export const bilevel = async (args: ReadonlyArray<string>, options: Options = {}): Promise<Finished> => {
   if (running >= slots) await new Promise<void>((resolve) => waiting.push(resolve))
   running++
   try {
