@@ -1,6 +1,7 @@
 /**
  * Hand-written VJPs of LL steps (Dynamics.vjp, from a problem's closed-form Hessian-vector product)
- * against autodiff of the same step, element by element and through whole hypergradients; and the
+ * against autodiff of the same step, element by element and through whole hypergradients, with the
+ * residuals the forward steps kept (Dynamics.linearizedStep) reaching the reverse steps; and the
  * hyper-cleaning task's closed-form Hessian-vector products (linear and MLP nets) against autodiff
  * of its closed-form ∇_y f.
  */
@@ -65,6 +66,36 @@ for (const backend of ["cpu", "wasm"] as const) {
         }
       }))
 
+    it.effect("the forward step keeps its linearization, and each reverse step gets that of its own point", () =>
+      Effect.gen(function*() {
+        const { autodiff, problem, x0, y0 } = smoothProblem({ dimX: 3, dimY: 8 })
+        // A product that refuses to recompute: every reverse step must be handed residuals.
+        const strict = {
+          ...problem,
+          lowerHessianVectorProduct: (x: tf.Tensor, y: tf.Tensor, v: tf.Tensor, residuals?: ReadonlyArray<tf.Tensor>) => {
+            if (residuals === undefined) throw new Error("a reverse step got no residuals")
+            return problem.lowerHessianVectorProduct!(x, y, v, residuals)
+          }
+        }
+        for (const solver of [Solver.make(gd).pipe(Solver.take(12)), Solver.make(momentum).pipe(Solver.take(12))]) {
+          const fast = yield* Solver.solve(solver, strict, x0, y0)
+          const slow = yield* Solver.solve(solver, autodiff, x0, y0)
+          assert.isBelow(relativeError(vectorValue(fast.gradX), vectorValue(slow.gradX)), 1e-5, solver.dynamics.name)
+        }
+        for (const dynamics of [gd, momentum]) assert.isDefined(dynamics.linearizedStep?.(problem), dynamics.name)
+        assert.isUndefined(gd.linearizedStep?.(autodiff))
+        assert.isUndefined(gd.linearizedStep?.({ ...problem, projectY: (y) => tf.clipByValue(y, -1, 1) }))
+        // Residuals that are not of the step's own point change the hypergradient: the check above can fail.
+        const shifted = {
+          ...problem,
+          lowerHessianVectorProduct: (x: tf.Tensor, y: tf.Tensor, v: tf.Tensor, residuals?: ReadonlyArray<tf.Tensor>) =>
+            problem.lowerHessianVectorProduct!(x, y, v, residuals?.map((r) => tf.add(r, 0.1)))
+        }
+        const wrong = yield* Solver.solve(Solver.make(gd).pipe(Solver.take(12)), shifted, x0, y0)
+        const right = yield* Solver.solve(Solver.make(gd).pipe(Solver.take(12)), autodiff, x0, y0)
+        assert.isAbove(relativeError(vectorValue(wrong.gradX), vectorValue(right.gradX)), 1e-3)
+      }))
+
     it.effect("used only where it is exact: no hook, a projection onto Y, or other dynamics fall back to autodiff", () =>
       Effect.sync(() => {
         const { autodiff, problem } = smoothProblem({ dimX: 2, dimY: 2 })
@@ -75,7 +106,7 @@ for (const backend of ["cpu", "wasm"] as const) {
         for (const dynamics of others) assert.isUndefined(dynamics.vjp?.(problem), dynamics.name)
       }))
 
-    it.effect("hyper-cleaning: closed-form Hessian-vector products equal autodiff of ∇_y f, both nets", () =>
+    it.effect("hyper-cleaning: closed-form Hessian-vector products equal autodiff of ∇_y f, both nets, with or without the gradient's residuals", () =>
       Effect.sync(() => {
         const rng = makeRng(1)
         const [n, d, c] = [120, 30, 10]
@@ -85,10 +116,15 @@ for (const backend of ["cpu", "wasm"] as const) {
           const x = tf.tensor1d(rng.array(n, rng.normal))
           const y = tf.tensor1d(net.initialWeights(rng))
           const v = tf.tensor1d(rng.array(net.size, rng.normal))
-          const fast = Classifier.weightedLossHessianVectorProduct(net, data, labels, x, y, v)
           const [slowX, slowY] = stepVjpOfGradient(net, data, labels, x, y, v)
-          assert.isBelow(relativeError(vectorValue(fast.x), vectorValue(slowX!)), 1e-5, `${net.kind} x`)
-          assert.isBelow(relativeError(vectorValue(fast.y), vectorValue(slowY!)), 1e-5, `${net.kind} y`)
+          const { gradient, residuals } = Classifier.weightedLossLinearization(net, data, labels, x, y)
+          assert.deepStrictEqual(vectorValue(gradient), vectorValue(Classifier.weightedLossGradient(net, data, labels, x, y)))
+          for (const given of [undefined, residuals]) {
+            const fast = Classifier.weightedLossHessianVectorProduct(net, data, labels, x, y, v, given)
+            const what = `${net.kind}, residuals ${given === undefined ? "recomputed" : "given"}`
+            assert.isBelow(relativeError(vectorValue(fast.x), vectorValue(slowX!)), 1e-5, `${what}: x`)
+            assert.isBelow(relativeError(vectorValue(fast.y), vectorValue(slowY!)), 1e-5, `${what}: y`)
+          }
         }
       }))
 

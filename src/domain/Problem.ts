@@ -17,6 +17,9 @@ import type * as tf from "@tensorflow/tfjs-core"
 /** A flat float32 vector (rank 1 by convention; tfjs types it as a plain Tensor). */
 export type Vector = tf.Tensor
 
+/** Intermediates of ∇_y f at a point, kept for second-order products there (see `lowerLinearization`). */
+export type Residuals = ReadonlyArray<tf.Tensor>
+
 export interface BilevelProblem {
   /** Upper-level objective F(x, y), e.g. the validation loss. */
   readonly upper: (x: Vector, y: Vector) => tf.Tensor
@@ -37,7 +40,20 @@ export interface BilevelProblem {
    * pass. Only its first derivatives are used: it may use any op. A test must show it equals
    * autodiff of ∇_y f.
    */
-  readonly lowerHessianVectorProduct?: (x: Vector, y: Vector, v: Vector) => { readonly x: Vector; readonly y: Vector }
+  readonly lowerHessianVectorProduct?: (
+    x: Vector,
+    y: Vector,
+    v: Vector,
+    residuals?: Residuals
+  ) => { readonly x: Vector; readonly y: Vector }
+  /**
+   * ∇_y f(x, y) (equal, op for op, to `lowerGradient`) together with the intermediates a
+   * `lowerHessianVectorProduct` at the same (x, y) would otherwise recompute (a model's logits, its
+   * data-weighted residual): a gradient step keeps them beside its iterate, and the reverse pass hands
+   * them back, as JAX's `linearize` keeps its residuals. Given them, the product must equal the one
+   * computed without.
+   */
+  readonly lowerLinearization?: (x: Vector, y: Vector) => { readonly gradient: Vector; readonly residuals: Residuals }
   /** Proj_X, the projection onto the UL feasible set; identity when absent. */
   readonly projectX?: (x: Vector) => Vector
   /** Proj_Y, the projection onto the LL feasible set; identity when absent. */

@@ -6,7 +6,7 @@
  * hypergradient takes vector-Jacobian products of them.
  */
 import * as tf from "@tensorflow/tfjs-core"
-import type { BilevelProblem, Vector } from "../domain/Problem.ts"
+import type { BilevelProblem, Residuals, Vector } from "../domain/Problem.ts"
 import { identity } from "../domain/tensors.ts"
 import type { State } from "./Iterate.ts"
 
@@ -22,7 +22,19 @@ export interface Dynamics {
    * autodiff's (test/handwrittenVjp.test.ts).
    */
   readonly vjp?: (problem: BilevelProblem) => StepVjp | undefined
+  /**
+   * The same step, also returning the residuals its hand-written `vjp` reuses (the problem's
+   * `lowerLinearization` at y_k), where both exist for `problem`; the iterate stream then keeps them.
+   */
+  readonly linearizedStep?: (problem: BilevelProblem) => LinearizedStep | undefined
 }
+
+/** A step that also returns what its VJP will reuse; the next state equals `step`'s. */
+export type LinearizedStep = (
+  x: Vector,
+  state: State,
+  k: number
+) => { readonly state: State; readonly residuals: Residuals }
 
 /**
  * Cotangents of (x, state_k) for ⟨Φ_k(x, state_k), cotangent⟩: one element of the reverse pass.
@@ -32,7 +44,8 @@ export type StepVjp = (
   x: Vector,
   state: State,
   k: number,
-  cotangent: State
+  cotangent: State,
+  residuals?: Residuals
 ) => { readonly x: Vector; readonly state: State }
 
 /**
@@ -86,48 +99,71 @@ export const fromUpdate = (rule: UpdateRule, direction: Direction = lowerGradien
   }
 })
 
+/**
+ * `fromUpdate(rule)`'s step keeping the problem's linearization at y_k, for the dynamics below whose
+ * hand-written VJP reuses it: where the problem has one and no projection (where that VJP applies).
+ */
+const linearizedUpdate = (rule: UpdateRule) => (problem: BilevelProblem): LinearizedStep | undefined => {
+  const linearize = problem.lowerLinearization
+  return linearize !== undefined && closedFormHvp(problem) !== undefined
+    ? (x, [y, ...aux], k) => {
+      const { gradient, residuals } = linearize(x, y!)
+      const [next, nextAux] = rule.update(gradient, y!, aux, k)
+      return { state: [next, ...nextAux], residuals }
+    }
+    : undefined
+}
+
 /** Projected gradient descent: y_{k+1} = Proj_Y(y_k − α ∇_y f(x, y_k)). */
-export const gradientDescent = (options: { readonly lr: number }): Dynamics => ({
-  ...fromUpdate({
+export const gradientDescent = (options: { readonly lr: number }): Dynamics => {
+  const rule: UpdateRule = {
     name: `gd(lr=${options.lr})`,
     initAux: () => [],
     update: (g, y) => [tf.sub(y, tf.mul(options.lr, g)), []]
-  }),
-  // y' = y − α∇_y f: ā_y = a − α∇²_yy f·a, ā_x = −α∇²_xy f·a.
-  vjp: (problem) => {
-    const hvp = closedFormHvp(problem)
-    return hvp && ((x, [y], _k, [a]) => {
-      const h = hvp(x, y!, a!)
-      return { x: tf.mul(-options.lr, h.x), state: [tf.sub(a!, tf.mul(options.lr, h.y))] }
-    })
   }
-})
+  return {
+    ...fromUpdate(rule),
+    linearizedStep: linearizedUpdate(rule),
+    // y' = y − α∇_y f: ā_y = a − α∇²_yy f·a, ā_x = −α∇²_xy f·a.
+    vjp: (problem) => {
+      const hvp = closedFormHvp(problem)
+      return hvp && ((x, [y], _k, [a], residuals) => {
+        const h = hvp(x, y!, a!, residuals)
+        return { x: tf.mul(-options.lr, h.x), state: [tf.sub(a!, tf.mul(options.lr, h.y))] }
+      })
+    }
+  }
+}
 
 /**
  * SGD with Nesterov momentum, as PyTorch writes it (the official IAPTT-GM code's "accelerated" LL):
  * v' = μ v + g, y' = y − α (g + μ v').
  */
-export const nesterovMomentum = (options: { readonly lr: number; readonly momentum: number }): Dynamics => ({
-  ...fromUpdate({
+export const nesterovMomentum = (options: { readonly lr: number; readonly momentum: number }): Dynamics => {
+  const rule: UpdateRule = {
     name: `nesterov-momentum(lr=${options.lr}, μ=${options.momentum})`,
     initAux: (y0) => [tf.zerosLike(y0)],
     update: (g, y, [v]) => {
       const next = tf.add(tf.mul(options.momentum, v!), g)
       return [tf.sub(y, tf.mul(options.lr, tf.add(g, tf.mul(options.momentum, next)))), [next]]
     }
-  }),
-  // y' = y − α(1+μ)g − αμ²v, v' = μv + g with g = ∇_y f(x, y): with w = a_v − α(1+μ)a_y,
-  // ā_y = a_y + ∇²_yy f·w, ā_v = μa_v − αμ²a_y, ā_x = ∇²_xy f·w.
-  vjp: (problem) => {
-    const hvp = closedFormHvp(problem)
-    const { lr, momentum: mu } = options
-    return hvp && ((x, [y], _k, [ay, av]) => {
-      const w = tf.sub(av!, tf.mul(lr * (1 + mu), ay!))
-      const h = hvp(x, y!, w)
-      return { x: h.x, state: [tf.add(ay!, h.y), tf.sub(tf.mul(mu, av!), tf.mul(lr * mu * mu, ay!))] }
-    })
   }
-})
+  return {
+    ...fromUpdate(rule),
+    linearizedStep: linearizedUpdate(rule),
+    // y' = y − α(1+μ)g − αμ²v, v' = μv + g with g = ∇_y f(x, y): with w = a_v − α(1+μ)a_y,
+    // ā_y = a_y + ∇²_yy f·w, ā_v = μa_v − αμ²a_y, ā_x = ∇²_xy f·w.
+    vjp: (problem) => {
+      const hvp = closedFormHvp(problem)
+      const { lr, momentum: mu } = options
+      return hvp && ((x, [y], _k, [ay, av], residuals) => {
+        const w = tf.sub(av!, tf.mul(lr * (1 + mu), ay!))
+        const h = hvp(x, y!, w, residuals)
+        return { x: h.x, state: [tf.add(ay!, h.y), tf.sub(tf.mul(mu, av!), tf.mul(lr * mu * mu, ay!))] }
+      })
+    }
+  }
+}
 
 /**
  * FISTA / Nesterov's accelerated projected gradient (paper Eq. 9, with the standard t-rule):

@@ -6,7 +6,7 @@
  * scope owns them all.
  */
 import { Context } from "effect"
-import type { BilevelProblem, Vector } from "../domain/Problem.ts"
+import type { BilevelProblem, Residuals, Vector } from "../domain/Problem.ts"
 
 export type State = ReadonlyArray<Vector>
 
@@ -14,10 +14,18 @@ export interface Iterate {
   /** Step index: 0 is the initial iterate y_0. */
   readonly k: number
   readonly state: State
+  /**
+   * What the step that made this iterate kept of its linearization at y_{k−1} (the problem's
+   * `lowerLinearization`), for that step's vector-Jacobian product in the reverse pass.
+   */
+  readonly residuals?: Residuals
 }
 
 /** The LL variable y_k of an iterate. */
 export const iterateY = (iterate: Iterate): Vector => iterate.state[0]!
+
+/** Every tensor an iterate holds: its state and its residuals. */
+export const iterateTensors = (iterate: Iterate): ReadonlyArray<Vector> => [...iterate.state, ...(iterate.residuals ?? [])]
 
 /** Peak-memory probe and counters of one hypergradient computation. */
 export interface CostMeter {

@@ -15,19 +15,23 @@ export type Iterates = Stream.Stream<Iterate, never, LowerLevel>
 
 /**
  * y_0, y_1, y_2, … of `dynamics` from `y0` at the current x: infinite and lazy — y_{k+1} is
- * computed only when element k + 1 is pulled, so `take(K)` runs exactly K steps.
+ * computed only when element k + 1 is pulled, so `take(K)` runs exactly K steps. Where the dynamics
+ * has a linearized step for the problem, each iterate also holds its step's residuals.
  */
 export const unroll = (dynamics: Dynamics, y0: Vector): Iterates =>
-  Stream.unwrap(Effect.map(Effect.service(LowerLevel), ({ meter, problem, x }) =>
-    iterateLazily(
+  Stream.unwrap(Effect.map(Effect.service(LowerLevel), ({ meter, problem, x }) => {
+    const linearized = dynamics.linearizedStep?.(problem)
+    return iterateLazily(
       (): Iterate => ({ k: 0, state: tidy(() => dynamics.init(y0)) }),
       (previous): Iterate => {
-        const state = tidy(() => dynamics.step(problem, x, previous.state, previous.k))
+        const next: Iterate = linearized === undefined
+          ? { k: previous.k + 1, state: tidy(() => dynamics.step(problem, x, previous.state, previous.k)) }
+          : { k: previous.k + 1, ...tidy(() => linearized(x, previous.state, previous.k)) }
         meter.sample()
-        return { k: previous.k + 1, state }
+        return next
       }
     )
-  ))
+  }))
 
 /** take(K): the initial iterate and K steps, y_0 … y_K. */
 export const take = (innerSteps: number) => (self: Iterates): Iterates => Stream.take(self, innerSteps + 1)

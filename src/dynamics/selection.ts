@@ -10,7 +10,7 @@ import type { Vector } from "../domain/Problem.ts"
 import { Effect, Stream } from "effect"
 import { norm, scalarValue, vectorValue } from "../domain/tensors.ts"
 import { residual } from "./Dynamics.ts"
-import { type Iterate, iterateY, LowerLevel } from "./Iterate.ts"
+import { type Iterate, iterateTensors, iterateY, LowerLevel } from "./Iterate.ts"
 import type { Iterates } from "./iterates.ts"
 
 export interface Trajectory {
@@ -43,7 +43,7 @@ const fromCollected = (all: ReadonlyArray<Iterate>, index: number, retainPrefix:
   if (!retainPrefix) {
     // Release what no one will read; y_0 belongs to the caller.
     for (const iterate of all) {
-      if (iterate !== selected && iterate.k > 0) iterate.state.forEach((t) => t.dispose())
+      if (iterate !== selected && iterate.k > 0) iterateTensors(iterate).forEach((t) => t.dispose())
     }
   }
   return { prefix: retainPrefix ? all.slice(0, index + 1) : [selected], selected, stepsTaken: all.length - 1 }
@@ -63,8 +63,8 @@ const scoreAll = (all: ReadonlyArray<Iterate>, score: (y: Vector) => tf.Tensor) 
 /** Releases an iterate's tensors, except y_0's (the caller's) and any that `kept` still holds. */
 const release = (iterate: Iterate, kept: ReadonlyArray<Iterate>) => {
   if (iterate.k === 0) return
-  const shared = new Set(kept.flatMap((other) => (other === iterate ? [] : other.state)))
-  iterate.state.forEach((t) => shared.has(t) || t.dispose())
+  const shared = new Set(kept.flatMap((other) => (other === iterate ? [] : iterateTensors(other))))
+  iterateTensors(iterate).forEach((t) => shared.has(t) || t.dispose())
 }
 
 /**
@@ -116,7 +116,7 @@ export const last: Selection = {
       : retainPrefix
       ? Effect.map(Stream.runCollect(iterates), (all) => fromCollected(all, all.length - 1, true))
       : Stream.runFold(iterates, () => undefined as Trajectory | undefined, (previous, iterate) => {
-        if (previous !== undefined && previous.selected.k > 0) previous.selected.state.forEach((t) => t.dispose())
+        if (previous !== undefined && previous.selected.k > 0) iterateTensors(previous.selected).forEach((t) => t.dispose())
         return { prefix: [iterate], selected: iterate, stepsTaken: iterate.k }
       }).pipe(Effect.map((trajectory) => trajectory!))
 }

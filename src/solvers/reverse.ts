@@ -19,7 +19,7 @@ import { Effect, Stream } from "effect"
 import type { BilevelProblem, Vector } from "../domain/Problem.ts"
 import { tidy } from "../domain/tensors.ts"
 import type { Dynamics, StepVjp } from "../dynamics/Dynamics.ts"
-import { type CostMeter, type Iterate, iterateY, LowerLevel, type State } from "../dynamics/Iterate.ts"
+import { type CostMeter, type Iterate, iterateTensors, iterateY, LowerLevel, type State } from "../dynamics/Iterate.ts"
 import type { HypergradientStrategy } from "./Hypergradient.ts"
 import { gradients, vjp } from "./vjp.ts"
 
@@ -38,40 +38,47 @@ export const stepVjp = (dynamics: Dynamics, problem: BilevelProblem): StepVjp =>
   })
 
 /**
- * The states y_j of a prefix that may hold only checkpoints: a retained one as is, a missing one
+ * The iterates y_j of a prefix that may hold only checkpoints: a retained one as is, a missing one
  * recomputed forward from the nearest checkpoint below it, together with the rest of its segment
  * (up to the next retained iterate), which stays cached until the reverse pass leaves the segment.
+ * Recomputation takes the same step the forward pass took, residuals included.
  */
-const statesOf = (
+const iteratesOf = (
   dynamics: Dynamics,
   problem: BilevelProblem,
   x: Vector,
   prefix: ReadonlyArray<Iterate>,
   meter: CostMeter
 ) => {
-  const retained = new Map(prefix.map((iterate) => [iterate.k, iterate.state] as const))
+  const retained = new Map(prefix.map((iterate) => [iterate.k, iterate] as const))
   // A step may pass a tensor through unchanged: never release one a retained iterate holds.
-  const owned = new Set(prefix.flatMap((iterate) => iterate.state))
-  let segment: Map<number, State> | undefined
+  const owned = new Set(prefix.flatMap(iterateTensors))
+  const linearized = dynamics.linearizedStep?.(problem)
+  let segment: Map<number, Iterate> | undefined
   const release = () => {
-    if (segment !== undefined) for (const state of segment.values()) tf.dispose(state.filter((t) => !owned.has(t)))
+    if (segment !== undefined) {
+      for (const iterate of segment.values()) tf.dispose(iterateTensors(iterate).filter((t) => !owned.has(t)))
+    }
     segment = undefined
   }
-  const at = (j: number): State => {
+  const at = (j: number): Iterate => {
     const kept = retained.get(j)
     if (kept !== undefined) return kept
     if (segment === undefined || !segment.has(j)) {
       release()
       const from = Math.max(...prefix.map((p) => p.k).filter((k) => k < j))
       const until = Math.min(...prefix.map((p) => p.k).filter((k) => k > j))
-      const states = new Map<number, State>()
-      let state = retained.get(from)!
+      const iterates = new Map<number, Iterate>()
+      let iterate = retained.get(from)!
       for (let k = from; k + 1 < until; k++) {
-        state = tidy(() => dynamics.step(problem, x, state, k))
-        states.set(k + 1, state)
+        const { state } = iterate
+        iterate = linearized === undefined
+          ? { k: k + 1, state: tidy(() => dynamics.step(problem, x, state, k)) }
+          : { k: k + 1, ...tidy(() => linearized(x, state, k)) }
+        iterates.set(k + 1, iterate)
       }
       meter.sample()
-      segment = states
+      segment = iterates
     }
     return segment.get(j)!
   }
@@ -86,13 +93,15 @@ const statesOf = (
 export const adjoints = (dynamics: Dynamics, prefix: ReadonlyArray<Iterate>) =>
   Stream.unwrap(Effect.map(Effect.service(LowerLevel), ({ meter, problem, x }) => {
     const backward = stepVjp(dynamics, problem)
-    const states = statesOf(dynamics, problem, x, prefix, meter)
+    const iterates = iteratesOf(dynamics, problem, x, prefix, meter)
     const step = (previous: Adjoint): Adjoint => {
       const k = previous.k - 1
-      // Outside the tidy: a recomputed segment outlives this element.
-      const state = states.at(k)
+      // Outside the tidy: a recomputed segment outlives this element. Step k's residuals (its
+      // linearization at y_k) sit on the iterate it made, y_{k+1}.
+      const { state } = iterates.at(k)
+      const { residuals } = iterates.at(k + 1)
       return tidy(() => {
-        const pulled = backward(x, state, k, previous.cotangent)
+        const pulled = backward(x, state, k, previous.cotangent, residuals)
         return { k, x: tf.add(previous.x, pulled.x), cotangent: pulled.state }
       })
     }
@@ -104,7 +113,7 @@ export const adjoints = (dynamics: Dynamics, prefix: ReadonlyArray<Iterate>) =>
         meter.sample()
         return [next, next] as const
       })
-    ).pipe(Stream.ensuring(Effect.sync(states.release)))
+    ).pipe(Stream.ensuring(Effect.sync(iterates.release)))
   }))
 
 /** α_k̄ = ∇_y F(x, y_k̄) on the LL variable (zero on auxiliary state) and g_x = ∇_x F(x, y_k̄). */

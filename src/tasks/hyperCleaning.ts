@@ -115,12 +115,17 @@ const allocate = (data: CleaningData, y0: Float32Array): Tensors => ({
 const release = (t: Tensors) =>
   tf.dispose([...t.train.tensors, ...t.validation.tensors, ...t.test.tensors, t.trainLabels, t.validationLabels, t.x0, t.y0])
 
-/** The bilevel problem of a hyper-cleaning instance, with ∇_y f and its Hessian-vector products in closed form. */
+/**
+ * The bilevel problem of a hyper-cleaning instance, with ∇_y f and its Hessian-vector products in
+ * closed form; a gradient step keeps its logits and Aᵀ G for the reverse pass's product at the same point.
+ */
 export const cleaningProblem = (net: Classifier.Classifier, t: Tensors): BilevelProblem => ({
   upper: (_x, y) => tf.mean(Classifier.crossEntropies(net, t.validation, t.validationLabels, y)),
   lower: (x, y) => Classifier.weightedLoss(net, t.train, t.trainLabels, x, y),
   lowerGradient: (x, y) => Classifier.weightedLossGradient(net, t.train, t.trainLabels, x, y),
-  lowerHessianVectorProduct: (x, y, v) => Classifier.weightedLossHessianVectorProduct(net, t.train, t.trainLabels, x, y, v)
+  lowerLinearization: (x, y) => Classifier.weightedLossLinearization(net, t.train, t.trainLabels, x, y),
+  lowerHessianVectorProduct: (x, y, v, residuals) =>
+    Classifier.weightedLossHessianVectorProduct(net, t.train, t.trainLabels, x, y, v, residuals)
 })
 
 /** y_K of K plain LL gradient steps from y_0 at x (what the metrics evaluate). */

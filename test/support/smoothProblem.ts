@@ -6,7 +6,7 @@
  *     F(x, y) = −‖y − c‖² + λ‖x‖²     with c the 9th GD iterate (step 0.3) from y_0 = 0 at x_0, so that
  *                                     F peaks there along that trajectory (an interior PTT index)
  *
- * so that ∇²_yy f · v = (a − s sin(y)) ⊙ v and ∇²_xy f · v = −Bᵀ v.
+ * so that ∇²_yy f · v = (a − s sin(y)) ⊙ v and ∇²_xy f · v = −Bᵀ v; its linearization keeps sin(y).
  */
 import * as tf from "@tensorflow/tfjs-core"
 import type { BilevelProblem, Vector } from "../../src/domain/Problem.ts"
@@ -14,7 +14,7 @@ import { make as makeRng } from "../../src/domain/Rng.ts"
 
 export interface SmoothProblem {
   readonly problem: BilevelProblem
-  /** The same problem without `lowerHessianVectorProduct` (reverse mode falls back to autodiff). */
+  /** The same problem without `lowerHessianVectorProduct` and `lowerLinearization` (reverse mode falls back to autodiff). */
   readonly autodiff: BilevelProblem
   readonly x0: Vector
   readonly y0: Vector
@@ -45,8 +45,10 @@ export const smoothProblem = (options: { readonly dimX: number; readonly dimY: n
     autodiff,
     problem: {
       ...autodiff,
-      lowerHessianVectorProduct: (_x, y, v) => ({
-        y: tf.mul(tf.sub(a, tf.mul(s, tf.sin(y))), v),
+      // Residuals [sin y]: a product handed those of another point would be off, and the tests see it.
+      lowerLinearization: (x, y) => ({ gradient: gradient(x, y), residuals: [tf.sin(y)] }),
+      lowerHessianVectorProduct: (_x, y, v, residuals) => ({
+        y: tf.mul(tf.sub(a, tf.mul(s, residuals?.[0] ?? tf.sin(y))), v),
         x: tf.neg(tf.reshape(tf.matMul(bT, tf.reshape(v, [dimY, 1])), [dimX]))
       })
     },

@@ -17,7 +17,7 @@
  * the closed-form ∇_y f, and test/hyperCleaning.test.ts checks it against autodiff of f.
  */
 import * as tf from "@tensorflow/tfjs-core"
-import type { Vector } from "../../domain/Problem.ts"
+import type { Residuals, Vector } from "../../domain/Problem.ts"
 import type { RandomSource } from "../../domain/Rng.ts"
 import { softmaxCrossEntropyPerExample } from "../losses.ts"
 
@@ -76,20 +76,23 @@ export interface Classifier {
   /** logits [n, c] of the net with weights y on data A. */
   readonly logits: (data: DataMatrix, y: Vector) => tf.Tensor2D
   /**
-   * ∇_y of Σ_i G-weighted CE given G = ∂loss/∂logits [n, c]: the backward pass of {@link logits},
-   * written so each step costs one skinny pass over A.
+   * ∇_y of Σ_i G-weighted CE given G = ∂loss/∂logits [n, c] — the backward pass of {@link logits},
+   * written so each step costs one skinny pass over A — and that pass, S = Aᵀ G [d, c].
    */
-  readonly backward: (data: DataMatrix, y: Vector, g: tf.Tensor2D) => Vector
+  readonly backward: (data: DataMatrix, y: Vector, g: tf.Tensor2D) => { readonly gradient: Vector; readonly dataGradient: tf.Tensor2D }
+  /** The logits' derivative along v, D = J(y)·v [n, c]: one product of A with c columns. */
+  readonly tangent: (data: DataMatrix, y: Vector, v: Vector) => tf.Tensor2D
   /**
-   * The logits Z = logits(y) and their derivative along v, D = J(y)·v, both [n, c], from one product
-   * of A with 2c columns (about the cost of one with c): what a Hessian-vector product needs forward.
+   * Jᵀ G₂ + ∂_y ⟨G, J(y)·v⟩ for G, G₂ [n, c], given S = Aᵀ G: the backward pass of a Hessian-vector
+   * product, the Gauss–Newton term and the net's own curvature (zero for the linear net, linear in y).
    */
-  readonly logitsAndTangent: (data: DataMatrix, y: Vector, v: Vector) => { readonly logits: tf.Tensor2D; readonly tangent: tf.Tensor2D }
-  /**
-   * Jᵀ G₂ + ∂_y ⟨G, J(y)·v⟩ for G, G₂ [n, c]: the backward pass of a Hessian-vector product, the
-   * Gauss–Newton term and the net's own curvature (zero for the linear net, linear in y).
-   */
-  readonly hessianBackward: (data: DataMatrix, y: Vector, v: Vector, g: tf.Tensor2D, g2: tf.Tensor2D) => Vector
+  readonly hessianBackward: (
+    data: DataMatrix,
+    y: Vector,
+    v: Vector,
+    g: { readonly g: tf.Tensor2D; readonly dataGradient: tf.Tensor2D },
+    g2: tf.Tensor2D
+  ) => Vector
   /** Initial weights y_0: PyTorch's nn.Linear default, U(−1/√fan_in, 1/√fan_in), as the official code. */
   readonly initialWeights: (rng: RandomSource) => Float32Array
 }
@@ -111,12 +114,6 @@ const concat = (parts: ReadonlyArray<Float32Array>) => {
 
 const flat = (t: tf.Tensor) => tf.reshape(t, [-1])
 
-/** [Z | D] [n, 2c] → Z, D. */
-const splitColumns = (both: tf.Tensor, classes: number) => ({
-  logits: tf.slice(both, [0, 0], [-1, classes]) as tf.Tensor2D,
-  tangent: tf.slice(both, [0, classes], [-1, classes]) as tf.Tensor2D
-})
-
 export const linear = (inputs: number, classes: number): Classifier => {
   const unflatten = (y: Vector) => ({
     w: tf.reshape(tf.slice(y, 0, inputs * classes), [inputs, classes]) as tf.Tensor2D,
@@ -131,12 +128,14 @@ export const linear = (inputs: number, classes: number): Classifier => {
       const { b, w } = unflatten(y)
       return tf.add(data.times(w), b)
     },
-    backward: (data, _y, g) => tf.concat([flat(data.transposeTimes(g)), tf.sum(g, 0)]),
+    backward: (data, _y, g) => {
+      const dataGradient = data.transposeTimes(g)
+      return { gradient: tf.concat([flat(dataGradient), tf.sum(g, 0)]), dataGradient }
+    },
     // Linear in y: D = A V_w + v_b, and no curvature term.
-    logitsAndTangent: (data, y, v) => {
-      const p = unflatten(y)
+    tangent: (data, _y, v) => {
       const d = unflatten(v)
-      return splitColumns(tf.add(data.times(tf.concat([p.w, d.w], 1)), tf.concat([p.b, d.b])), classes)
+      return tf.add(data.times(d.w), d.b)
     },
     hessianBackward: (data, _y, _v, _g, g2) => tf.concat([flat(data.transposeTimes(g2)), tf.sum(g2, 0)]),
     initialWeights: (rng) => concat([uniformInit(rng, inputs * classes, inputs), uniformInit(rng, classes, inputs)])
@@ -179,41 +178,36 @@ export const mlp = (inputs: number, hidden: number, classes: number): Classifier
       const w2T = tf.transpose(w2)
       const gW1 = tf.matMul(aTg, w2T) // Aᵀ G W₂ᵀ
       const gB1 = tf.matMul(tf.reshape(gSum, [1, classes]), w2T) // 1ᵀ G W₂ᵀ
-      // H = A W₁ + 1 b₁ᵀ, ∇W₂ = Hᵀ G = W₁ᵀ (Aᵀ G) + b₁ (1ᵀ G); W₁ᵀ(AᵀG) as ((AᵀG)ᵀ W₁)ᵀ, which
-      // transposes two c-row matrices instead of W₁ (d×h): measured 1.9 ms against 5–8 ms on wasm.
+      // H = A W₁ + 1 b₁ᵀ, ∇W₂ = Hᵀ G = W₁ᵀ (Aᵀ G) + b₁ (1ᵀ G); W₁ᵀ(AᵀG) as ((AᵀG)ᵀ W₁)ᵀ: XNNPACK
+      // packs W₁ as the product's second operand, faster than multiplying by W₁ᵀ as the first.
       const gW2 = tf.add(
         tf.transpose(tf.matMul(tf.transpose(aTg), w1)),
         tf.mul(tf.reshape(b1, [hidden, 1]), tf.reshape(gSum, [1, classes]))
       )
-      return tf.concat([flat(gW1), flat(gB1), flat(gW2), gSum])
+      return { gradient: tf.concat([flat(gW1), flat(gB1), flat(gW2), gSum]), dataGradient: aTg }
     },
     // Z = A W₁W₂ + u, so D = A (V₁W₂ + W₁V₂) + (v_b₁W₂ + b₁V₂ + v_b₂).
-    logitsAndTangent: (data, y, v) => {
+    tangent: (data, y, v) => {
       const p = unflatten(y)
       const d = unflatten(v)
-      const { u, v: w } = affine(y)
       const row = (b: tf.Tensor, m: tf.Tensor) => tf.squeeze(tf.matMul(tf.reshape(b, [1, hidden]), m), [0])
       const tangentMap = tf.add(tf.matMul(d.w1, p.w2), tf.matMul(p.w1, d.w2))
       const tangentOffset = tf.add(tf.add(row(d.b1, p.w2), row(p.b1, d.w2)), d.b2)
-      return splitColumns(tf.add(data.times(tf.concat([w, tangentMap], 1)), tf.concat([u, tangentOffset])), classes)
+      return tf.add(data.times(tangentMap), tangentOffset)
     },
-    // With S = AᵀG, t = 1ᵀG (and S₂, t₂ of G₂), from one product of Aᵀ with 2c columns:
+    // With S = AᵀG, t = 1ᵀG (S given) and S₂ = AᵀG₂, t₂ = 1ᵀG₂ (one pass over the data):
     // Jᵀ G₂ = [S₂W₂ᵀ, t₂W₂ᵀ, W₁ᵀS₂ + b₁t₂ᵀ, t₂]; ∂_y⟨G, J(y)v⟩ = [SV₂ᵀ, tV₂ᵀ, V₁ᵀS + v_b₁tᵀ, 0].
-    hessianBackward: (data, y, v, g, g2) => {
+    hessianBackward: (data, y, v, { dataGradient: s, g }, g2) => {
       const p = unflatten(y)
       const d = unflatten(v)
-      const both = tf.concat([g2, g], 1)
-      const sBoth = data.transposeTimes(both) // [S₂ | S] [d, 2c]
-      const tBoth = tf.sum(both, 0) // [t₂ | t]
-      const s2 = tf.slice(sBoth, [0, 0], [-1, classes])
-      const s = tf.slice(sBoth, [0, classes], [-1, classes])
-      const t2 = tf.slice(tBoth, 0, classes)
-      const t = tf.slice(tBoth, classes, classes)
+      const s2 = data.transposeTimes(g2)
+      const t2 = tf.sum(g2, 0)
+      const t = tf.sum(g, 0)
       const weightsT = tf.transpose(tf.concat([p.w2, d.w2], 1)) // [W₂ | V₂]ᵀ [2c, h]
-      const gW1 = tf.matMul(sBoth, weightsT)
-      const gB1 = tf.matMul(tf.reshape(tBoth, [1, 2 * classes]), weightsT)
+      const gW1 = tf.matMul(tf.concat([s2, s], 1), weightsT)
+      const gB1 = tf.matMul(tf.reshape(tf.concat([t2, t]), [1, 2 * classes]), weightsT)
       const outer = (b: tf.Tensor, c: tf.Tensor) => tf.mul(tf.reshape(b, [hidden, 1]), tf.reshape(c, [1, classes]))
-      // W₁ᵀS₂ + V₁ᵀS as (S₂ᵀW₁ + SᵀV₁)ᵀ: transposes of c-row matrices, not of W₁ and V₁ (see backward).
+      // W₁ᵀS₂ + V₁ᵀS as (S₂ᵀW₁ + SᵀV₁)ᵀ (see backward).
       const gW2 = tf.add(
         tf.transpose(tf.add(tf.matMul(tf.transpose(s2), p.w1), tf.matMul(tf.transpose(s), d.w1))),
         tf.add(outer(p.b1, t2), outer(d.b1, t))
@@ -239,20 +233,28 @@ export const weightedLoss = (net: Classifier, data: DataMatrix, oneHot: tf.Tenso
   tf.mean(tf.mul(tf.sigmoid(x), crossEntropies(net, data, oneHot, y)))
 
 /**
- * ∇_y f in closed form: ∂f/∂logits = diag(σ(x)/n)(softmax(logits) − Y), then the net's backward pass.
- * `tf.softmax` is safe here: its gradient is rebuilt from its input by `installSecondOrderGradients`.
+ * ∇_y f in closed form, with what a Hessian-vector product at (x, y) reuses: ∂f/∂logits =
+ * G = diag(σ(x)/n)(softmax(Z) − Y) with Z the logits, then the net's backward pass, which makes
+ * S = Aᵀ G. Residuals [Z, S]. `tf.softmax` is safe here: its gradient is rebuilt from its input by
+ * `installSecondOrderGradients`.
  */
-export const weightedLossGradient = (
+export const weightedLossLinearization = (
   net: Classifier,
   data: DataMatrix,
   oneHot: tf.Tensor,
   x: Vector,
   y: Vector
-): Vector => {
+): { readonly gradient: Vector; readonly residuals: Residuals } => {
   const rowWeights = tf.reshape(tf.div(tf.sigmoid(x), data.rows), [data.rows, 1])
-  const g = tf.mul(tf.sub(tf.softmax(net.logits(data, y)), oneHot), rowWeights) as tf.Tensor2D
-  return net.backward(data, y, g)
+  const logits = net.logits(data, y)
+  const g = tf.mul(tf.sub(tf.softmax(logits), oneHot), rowWeights) as tf.Tensor2D
+  const { dataGradient, gradient } = net.backward(data, y, g)
+  return { gradient, residuals: [logits, dataGradient] }
 }
+
+/** ∇_y f in closed form (differentiable: hypergradients by autodiff differentiate it). */
+export const weightedLossGradient = (net: Classifier, data: DataMatrix, oneHot: tf.Tensor, x: Vector, y: Vector): Vector =>
+  weightedLossLinearization(net, data, oneHot, x, y).gradient
 
 /**
  * ∂/∂x and ∂/∂y of ⟨∇_y f(x, y), v⟩ for the weighted loss, in closed form (the problem's
@@ -262,9 +264,10 @@ export const weightedLossGradient = (
  *     ∂/∂x_i = σ'(x_i)/n · ⟨P_i − Y_i, D_i⟩
  *     ∂/∂y   = Jᵀ G₂ + ∂_y⟨G, J(y)·v⟩,  G = diag(r)(P − Y),  G₂ = diag(r)(P ⊙ D − P ⊙ rowsum(P ⊙ D))
  *
- * Two passes over the data, each 2c columns wide, and no tape: a reverse-mode hypergradient step
- * then costs about one forward step. Used only to first order, so any op may appear; the tests check
- * it against autodiff of {@link weightedLossGradient}.
+ * Given the residuals [Z, S = AᵀG] of {@link weightedLossLinearization} at (x, y), two passes over
+ * the data, c columns each (D and AᵀG₂), and no tape: a reverse-mode hypergradient step then costs
+ * about one forward step. Without them it computes them first (two passes more). Used only to first
+ * order, so any op may appear; the tests check it against autodiff of {@link weightedLossGradient}.
  */
 export const weightedLossHessianVectorProduct = (
   net: Classifier,
@@ -272,12 +275,14 @@ export const weightedLossHessianVectorProduct = (
   oneHot: tf.Tensor,
   x: Vector,
   y: Vector,
-  v: Vector
+  v: Vector,
+  residuals?: Residuals
 ): { readonly x: Vector; readonly y: Vector } => {
+  const [logits, dataGradient] = residuals ?? weightedLossLinearization(net, data, oneHot, x, y).residuals
   const weights = tf.sigmoid(x)
   const rowWeights = tf.reshape(tf.div(weights, data.rows), [data.rows, 1])
-  const { logits, tangent } = net.logitsAndTangent(data, y, v)
-  const p = tf.softmax(logits)
+  const tangent = net.tangent(data, y, v)
+  const p = tf.softmax(logits!)
   const residual = tf.sub(p, oneHot)
   const pd = tf.mul(p, tangent)
   const g2 = tf.mul(tf.sub(pd, tf.mul(p, tf.sum(pd, 1, true))), rowWeights) as tf.Tensor2D
@@ -285,7 +290,7 @@ export const weightedLossHessianVectorProduct = (
   const sigmoidPrime = tf.div(tf.mul(weights, tf.sub(1, weights)), data.rows)
   return {
     x: tf.mul(tf.sum(tf.mul(residual, tangent), 1), sigmoidPrime),
-    y: net.hessianBackward(data, y, v, g, g2)
+    y: net.hessianBackward(data, y, v, { g, dataGradient: dataGradient as tf.Tensor2D }, g2)
   }
 }
 
