@@ -128,7 +128,8 @@ export const block = (suite: string, runs: ReadonlyArray<Run>): string => {
 
 /**
  * docs/benchmarks.md with the blocks of the suites in `run` replaced (or appended). `previous` loads a
- * results file an old block cites, so that its rows for backends `run` did not measure stay.
+ * results file an old block cites, so that its rows for backends `run` did not measure stay (each
+ * backend's from the first file cited that has it: blocks cite the newest run first).
  */
 export const updateDocument = (document: string, run: Run, previous: (results: string) => Run | undefined): string => {
   let out = document
@@ -139,11 +140,13 @@ export const updateDocument = (document: string, run: Run, previous: (results: s
     const end = `<!-- /bench:${suite} -->`
     const from = out.indexOf(begin)
     const to = out.indexOf(end)
-    const measured = new Set(rows.map((r) => r.backend))
+    // Each backend's rows come from the newest run that measured it: this one, else the first cited.
+    const taken = new Set(rows.map((r) => r.backend))
     const kept = from >= 0 && to > from
       ? [...out.slice(from, to).matchAll(/results: `([^`]+)`/g)].flatMap(([, results]) => {
         const old = previous(results!)
-        const others = old?.rows.filter((r) => r.suite === suite && !measured.has(r.backend)) ?? []
+        const others = old?.rows.filter((r) => r.suite === suite && !taken.has(r.backend)) ?? []
+        for (const r of others) taken.add(r.backend)
         return old === undefined || others.length === 0 ? [] : [{ ...old, rows: others }]
       })
       : []
