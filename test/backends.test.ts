@@ -2,24 +2,26 @@
  * Backend layers. `auto` picks cpu or wasm from the problem's size and the run record names the one
  * it chose; native backends that are not installed fail with a typed error that says how to get
  * them; webgpu — where its packages and a Vulkan device exist (mesa's software lavapipe will do) —
- * gets every second derivative of the table right and computes a small hypergradient that matches
- * cpu's, while the solvers' synchronous reads fail there with an error that says why. The wasm
- * layer's own Slice and SplitV kernels give what cpu's stock ones give.
+ * gets every second derivative of the table right, runs the solvers and whole runs with cpu's
+ * results (every framework read is asynchronous), and a synchronous read of a user's own fails with
+ * an error that says why. The wasm layer's own Slice and SplitV kernels give what cpu's stock ones give.
  */
 import { NodeServices } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import * as tf from "@tensorflow/tfjs-core"
 import { Cause, Effect, Exit, type Layer } from "effect"
-import { mkdtempSync, readFileSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
 import type { BilevelProblem } from "../src/domain/Problem.ts"
-import { vectorValue } from "../src/domain/tensors.ts"
+import { readVector, vectorValue } from "../src/domain/tensors.ts"
 import { gradientDescent } from "../src/dynamics/Dynamics.ts"
 import { backendLayer, lowerLevelSize } from "../src/runtime/autoBackend.ts"
 import * as Backend from "../src/runtime/Backend.ts"
 import { run } from "../src/runtime/run.ts"
+import { implicit, stationarity } from "../src/solvers/implicit.ts"
+import { conjugateGradient } from "../src/solvers/linearSolvers.ts"
 import * as Solver from "../src/solvers/Solver.ts"
 import { secondOrderCases, tolerance } from "./support/secondOrderCases.ts"
 import { smoothProblem } from "./support/smoothProblem.ts"
@@ -183,12 +185,66 @@ describe.skipIf(webgpuUnavailable !== undefined)(
         assert.isBelow(relativeError(actual, expected), 1e-5)
       }))
 
-    it.effect("the solvers' synchronous reads fail with an error that says why", () =>
+    it.effect("solvers run on the GPU: RHG, IAPTT-GM (a PTT score read per step) and LS stopped by a CG tolerance give cpu's hypergradients", () =>
       Effect.gen(function*() {
-        const exit = yield* Effect.gen(function*() {
-          const { problem, x0, y0 } = smoothProblem({ dimX: 2, dimY: 3 })
-          return yield* Solver.solve(Solver.make(gradientDescent({ lr: 0.1 })).pipe(Solver.take(2)), problem, x0, y0)
-        }).pipe(Effect.provide(Backend.layer("webgpu")), Effect.exit)
+        const solvers = [
+          Solver.make(gradientDescent({ lr: 0.3 })).pipe(Solver.take(12)),
+          Solver.make(gradientDescent({ lr: 0.3 })).pipe(Solver.auxiliaryInit, Solver.take(12), Solver.truncatePessimistic),
+          Solver.make(gradientDescent({ lr: 0.3 })).pipe(
+            Solver.take(60),
+            Solver.hypergradient(implicit(stationarity, conjugateGradient({ iterations: 40, tolerance: 1e-6 })))
+          )
+        ]
+        const solveAll = Effect.forEach(solvers, (solver) =>
+          Effect.gen(function*() {
+            const { problem, x0, y0 } = smoothProblem({ dimX: 3, dimY: 6 })
+            const s = yield* Solver.solve(solver, problem, x0, y0)
+            return { x: yield* readVector(s.gradX), z: yield* readVector(s.gradZ), kbar: s.kbar, upper: s.upper }
+          }))
+        const expected = yield* solveAll.pipe(Effect.provide(Backend.layer("cpu")))
+        tf.env().set("WEBGPU_CPU_FORWARD", false)
+        const actual = yield* solveAll.pipe(
+          Effect.provide(Backend.layer("webgpu")),
+          Effect.ensuring(Effect.sync(() => tf.env().set("WEBGPU_CPU_FORWARD", true)))
+        )
+        expected.forEach((e, i) => {
+          assert.strictEqual(actual[i]!.kbar, e.kbar, `solver ${i}: k̄`)
+          assert.isBelow(relativeError(actual[i]!.x, e.x), 1e-5, `solver ${i}: x`)
+          if (e.z.some((v) => v !== 0)) assert.isBelow(relativeError(actual[i]!.z, e.z), 1e-5, `solver ${i}: z`)
+          assert.closeTo(actual[i]!.upper, e.upper, 1e-5 * Math.max(1, Math.abs(e.upper)))
+        })
+      }))
+
+    it.effect("a whole run (metrics, checkpoints, record) on webgpu writes cpu's trajectory", () =>
+      Effect.gen(function*() {
+        const scratch = mkdtempSync(path.join(tmpdir(), "bilevel-webgpu-"))
+        const r = request("toy-llc", { outerSteps: 4, n: 10 })
+        const steps = (backend: "cpu" | "webgpu") =>
+          Effect.map(run({ ...r, out: path.join(scratch, backend), checkpointEvery: 2 }).pipe(Effect.provide(Backend.layer(backend))), () =>
+            readFileSync(path.join(scratch, backend, "steps.ndjson"), "utf8").trim().split("\n").map((line) =>
+              JSON.parse(line) as Record<string, number>
+            ))
+        const cpu = yield* steps("cpu")
+        tf.env().set("WEBGPU_CPU_FORWARD", false)
+        const gpu = yield* steps("webgpu").pipe(Effect.ensuring(Effect.sync(() => tf.env().set("WEBGPU_CPU_FORWARD", true))))
+        assert.strictEqual(gpu.length, 4)
+        gpu.forEach((step, t) => {
+          for (const key of ["F", "hypergradNorm", "xError", "yError"]) {
+            assert.closeTo(step[key]!, cpu[t]![key]!, 1e-4 * Math.max(1, Math.abs(cpu[t]![key]!)), `step ${t} ${key}`)
+          }
+        })
+        assert.isTrue(existsSync(path.join(scratch, "webgpu", "checkpoint.json")))
+      }).pipe(Effect.provide(NodeServices.layer)))
+
+    it.effect("a synchronous read of one's own still says why it fails", () =>
+      Effect.gen(function*() {
+        // A tensor a GPU kernel made (an uploaded one keeps its host copy).
+        tf.env().set("WEBGPU_CPU_FORWARD", false)
+        const exit = yield* Effect.sync(() => vectorValue(tf.add(tf.tensor1d([1, 2, 3]), 1))).pipe(
+          Effect.provide(Backend.layer("webgpu")),
+          Effect.ensuring(Effect.sync(() => tf.env().set("WEBGPU_CPU_FORWARD", true))),
+          Effect.exit
+        )
         assert.isTrue(Exit.isFailure(exit))
         if (Exit.isFailure(exit)) assert.include(Cause.pretty(exit.cause), "cannot read a tensor synchronously in Node")
       }))

@@ -144,9 +144,9 @@ layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer))("checkpoint and res
           yield* outerSteps(solver, instance.problem, state, optimizers).pipe(
             Stream.take(n),
             Stream.runForEach((step) =>
-              Effect.sync(() => {
+              Effect.gen(function*() {
                 xs.push(vectorValue(step.after.x), vectorValue(step.after.z))
-                if (step.after.t === checkpointAt) saved = Checkpoint.capture(step.after, [1, 2, 3, 4])
+                if (step.after.t === checkpointAt) saved = yield* Checkpoint.capture(step.after, [1, 2, 3, 4])
               })
             )
           )

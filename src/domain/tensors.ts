@@ -25,10 +25,20 @@ export const dot = (a: tf.Tensor, b: tf.Tensor): tf.Scalar => tf.sum(tf.mul(a, b
 /** Euclidean norm. */
 export const norm = (a: tf.Tensor): tf.Scalar => tf.sqrt(tf.sum(tf.square(a)))
 
-/** Reads a scalar tensor to the host (one device sync). */
+/**
+ * A flat tensor's values on the host, read asynchronously: the solvers and runs read this way, since
+ * webgpu in Node has no synchronous read (docs/backends.md); on cpu and wasm it costs no more.
+ */
+export const readVector = (t: tf.Tensor): Effect.Effect<Array<number>> =>
+  Effect.map(Effect.promise(() => t.data()), (values) => Array.from(values))
+
+/** A scalar tensor's value on the host, read asynchronously (see {@link readVector}). */
+export const readScalar = (t: tf.Tensor): Effect.Effect<number> => Effect.map(readVector(t), (values) => values[0]!)
+
+/** Reads a scalar tensor to the host synchronously (cpu, wasm: tests and diagnostics). */
 export const scalarValue = (t: tf.Tensor): number => t.dataSync()[0]!
 
-/** Reads a flat tensor to the host as plain numbers. */
+/** Reads a flat tensor to the host synchronously as plain numbers (cpu, wasm: tests and diagnostics). */
 export const vectorValue = (t: tf.Tensor): Array<number> => Array.from(t.dataSync())
 
 /** Identity: the projection onto an unconstrained set. */

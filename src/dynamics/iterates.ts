@@ -5,7 +5,7 @@
 import * as tf from "@tensorflow/tfjs-core"
 import type { Vector } from "../domain/Problem.ts"
 import { Effect, Stream } from "effect"
-import { norm, scalarValue, tidy } from "../domain/tensors.ts"
+import { norm, readScalar, tidy } from "../domain/tensors.ts"
 import type { Dynamics } from "./Dynamics.ts"
 import { residual } from "./Dynamics.ts"
 import { type Iterate, iterateY, LowerLevel } from "./Iterate.ts"
@@ -43,19 +43,23 @@ export const take = (innerSteps: number) => (self: Iterates): Iterates => Stream
 export const stopAtResidual = (options: { readonly tolerance: number; readonly alpha: number }) =>
 (self: Iterates): Iterates =>
   Stream.takeUntilEffect(self, (iterate) =>
-    Effect.map(Effect.service(LowerLevel), ({ problem, x }) =>
-      scalarValue(tf.tidy(() => norm(residual(problem, x, iterateY(iterate), options.alpha)))) <=
-        options.tolerance
+    Effect.flatMap(Effect.service(LowerLevel), ({ problem, x }) =>
+      Effect.map(
+        readScalar(tf.tidy(() => norm(residual(problem, x, iterateY(iterate), options.alpha)))),
+        (r) => r <= options.tolerance
+      )
     ))
 
 /** Tolerance stop on the step length: ends once ‖y_k − y_{k−1}‖ ≤ ε. */
 export const stopAtStep = (tolerance: number) => (self: Iterates): Iterates =>
   self.pipe(
-    Stream.mapAccum(() => undefined as Iterate | undefined, (previous, iterate) => {
-      const small = previous !== undefined &&
-        scalarValue(tf.tidy(() => norm(tf.sub(iterateY(iterate), iterateY(previous))))) <= tolerance
-      return [iterate, [{ iterate, small }]] as const
-    }),
+    Stream.mapAccumEffect(() => undefined as Iterate | undefined, (previous, iterate) =>
+      Effect.map(
+        previous === undefined
+          ? Effect.succeed(false)
+          : Effect.map(readScalar(tf.tidy(() => norm(tf.sub(iterateY(iterate), iterateY(previous))))), (d) => d <= tolerance),
+        (small) => [iterate, [{ iterate, small }]] as const
+      )),
     Stream.takeUntil(({ small }) => small),
     Stream.map(({ iterate }) => iterate)
   )

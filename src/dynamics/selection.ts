@@ -8,7 +8,7 @@
 import * as tf from "@tensorflow/tfjs-core"
 import type { Vector } from "../domain/Problem.ts"
 import { Effect, Stream } from "effect"
-import { norm, scalarValue, vectorValue } from "../domain/tensors.ts"
+import { norm, readScalar, readVector } from "../domain/tensors.ts"
 import { residual } from "./Dynamics.ts"
 import { type Iterate, iterateTensors, iterateY, LowerLevel } from "./Iterate.ts"
 import type { Iterates } from "./iterates.ts"
@@ -58,7 +58,7 @@ const argBest = (values: ReadonlyArray<number>, better: (a: number, b: number) =
 
 /** Scores every iterate in one tidy and one host read. */
 const scoreAll = (all: ReadonlyArray<Iterate>, score: (y: Vector) => tf.Tensor) =>
-  vectorValue(tf.tidy(() => tf.stack(all.map((iterate) => score(iterateY(iterate))))))
+  readVector(tf.tidy(() => tf.stack(all.map((iterate) => score(iterateY(iterate))))))
 
 /** Releases an iterate's tensors, except y_0's (the caller's) and any that `kept` still holds. */
 const release = (iterate: Iterate, kept: ReadonlyArray<Iterate>) => {
@@ -84,19 +84,21 @@ const selectRetaining = (
   const needed = (iterate: Iterate, best: Iterate, newest: Iterate) =>
     iterate === newest || iterate === best ||
     ("checkpointEvery" in retention ? iterate.k % retention.checkpointEvery === 0 : inWindow(iterate.k, best.k) || inWindow(iterate.k, newest.k))
-  return Stream.runFold(
+  return Stream.runFoldEffect(
     iterates,
     () => ({ kept: [] as Array<Iterate>, best: undefined as { readonly iterate: Iterate; readonly value: number } | undefined }),
-    ({ best, kept }, iterate) => {
-      const value = score === undefined ? 0 : scalarValue(tf.tidy(() => score(iterateY(iterate))))
-      const next = best === undefined || iterate.k === 1 || (iterate.k > 1 && better(value, best.value))
-        ? { iterate, value }
-        : best
-      kept.push(iterate)
-      const keep = kept.filter((other) => needed(other, next.iterate, iterate))
-      for (const other of kept) if (!keep.includes(other)) release(other, keep)
-      return { kept: keep, best: next }
-    }
+    ({ best, kept }, iterate) => Effect.map(
+      score === undefined ? Effect.succeed(0) : readScalar(tf.tidy(() => score(iterateY(iterate)))),
+      (value) => {
+        const next = best === undefined || iterate.k === 1 || (iterate.k > 1 && better(value, best.value))
+          ? { iterate, value }
+          : best
+        kept.push(iterate)
+        const keep = kept.filter((other) => needed(other, next.iterate, iterate))
+        for (const other of kept) if (!keep.includes(other)) release(other, keep)
+        return { kept: keep, best: next }
+      }
+    )
   ).pipe(Effect.map(({ best, kept }) => {
     const selected = best!.iterate
     const prefix = kept.filter((iterate) =>
@@ -132,7 +134,7 @@ export const pessimistic: Selection = {
         return yield* selectRetaining(iterates, retainPrefix, (y) => problem.upper(x, y), higher)
       }
       const all = yield* Stream.runCollect(iterates)
-      const values = scoreAll(all, (y) => problem.upper(x, y))
+      const values = yield* scoreAll(all, (y) => problem.upper(x, y))
       return fromCollected(all, argBest(values, higher), retainPrefix)
     })
 }
@@ -149,7 +151,7 @@ export const minResidual = (alpha: number): Selection => ({
         return yield* selectRetaining(iterates, retainPrefix, score, lower)
       }
       const all = yield* Stream.runCollect(iterates)
-      return fromCollected(all, argBest(scoreAll(all, score), lower), retainPrefix)
+      return fromCollected(all, argBest(yield* scoreAll(all, score), lower), retainPrefix)
     })
 })
 

@@ -78,7 +78,8 @@ const installDawn = async () => {
 
 /**
  * tfjs-webgpu reads a tensor synchronously (dataSync) only by drawing it into an OffscreenCanvas, which
- * Node lacks; its asynchronous reads (data()) work. Say so instead of "OffscreenCanvas is not defined".
+ * Node lacks; its asynchronous reads (data()) work, and every read of the framework's is one. A user's
+ * own dataSync gets this said instead of "OffscreenCanvas is not defined".
  */
 const explained = new WeakSet<object>()
 const explainSynchronousReads = () => {
@@ -93,8 +94,8 @@ const explainSynchronousReads = () => {
       if (!(error instanceof ReferenceError)) throw error
       throw new Error(
         "The webgpu backend cannot read a tensor synchronously in Node (tfjs-webgpu's dataSync draws into an " +
-          "OffscreenCanvas, which Node lacks), and the solvers read F and PTT scores synchronously: use --backend " +
-          "wasm or cpu (docs/backends.md)."
+          "OffscreenCanvas, which Node lacks): read it with `await tensor.data()`, as the framework does " +
+          "(docs/backends.md)."
       )
     }
   }
@@ -137,7 +138,7 @@ const loaders: Record<BackendName, Loader> = {
     ready: explainSynchronousReads,
     hint: "Install `npm install --no-save webgpu@0.6.2 @tensorflow/tfjs-backend-webgpu@4.22.0` and a Vulkan driver " +
       "(libvulkan1 with a GPU driver, or mesa-vulkan-drivers ≥ 25 for a software device, e.g. from Debian " +
-      "bookworm-backports). Runs need synchronous reads, which webgpu lacks in Node: see docs/backends.md."
+      "bookworm-backports); see docs/backends.md."
   }
 }
 

@@ -48,28 +48,30 @@ export const Checkpoint = Schema.Struct({
 })
 export type Checkpoint = typeof Checkpoint.Type
 
-const encodeTensor = (t: tf.Tensor): TensorData => {
-  const values = t.dataSync() as Float32Array | Int32Array | Uint8Array
-  return {
+const encodeTensor = (t: tf.Tensor): Effect.Effect<TensorData> =>
+  Effect.map(Effect.promise(() => t.data() as Promise<Float32Array | Int32Array | Uint8Array>), (values) => ({
     dtype: t.dtype as TensorData["dtype"],
     shape: [...t.shape],
     data: Buffer.from(values.buffer, values.byteOffset, values.byteLength).toString("base64")
-  }
-}
+  }))
 
-const encodeState = (state: OptState): OptStateData =>
-  state.map((s) => s instanceof tf.Tensor ? encodeTensor(s) : encodeState(s))
+const encodeState = (state: OptState): Effect.Effect<OptStateData> =>
+  Effect.forEach(state, (s): Effect.Effect<TensorData | OptStateData> => s instanceof tf.Tensor ? encodeTensor(s) : encodeState(s))
 
 /** The checkpoint of `state` (one host read per tensor) with the generator's state `rng`. */
-export const capture = (state: OuterState, rng: ReadonlyArray<number>): Checkpoint => ({
-  format: 1,
-  step: state.t,
-  rng: [rng[0]!, rng[1]!, rng[2]!, rng[3]!],
-  x: encodeTensor(state.x),
-  z: encodeTensor(state.z),
-  xOptimizer: encodeState(state.xOptimizer),
-  zOptimizer: encodeState(state.zOptimizer)
-})
+export const capture = (state: OuterState, rng: ReadonlyArray<number>): Effect.Effect<Checkpoint> =>
+  Effect.map(
+    Effect.all([encodeTensor(state.x), encodeTensor(state.z), encodeState(state.xOptimizer), encodeState(state.zOptimizer)]),
+    ([x, z, xOptimizer, zOptimizer]) => ({
+      format: 1 as const,
+      step: state.t,
+      rng: [rng[0]!, rng[1]!, rng[2]!, rng[3]!] as const,
+      x,
+      z,
+      xOptimizer,
+      zOptimizer
+    })
+  )
 
 const arrays = { float32: Float32Array, int32: Int32Array, bool: Uint8Array } as const
 

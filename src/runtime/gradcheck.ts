@@ -8,7 +8,7 @@ import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import type { Cost } from "../domain/Cost.ts"
 import { Rng } from "../domain/Rng.ts"
-import { identity, tensorScope, vectorValue } from "../domain/tensors.ts"
+import { identity, readVector, tensorScope } from "../domain/tensors.ts"
 import { at } from "../dynamics/selection.ts"
 import { select, type Solver, solve, upperAt } from "../solvers/Solver.ts"
 import type { TaskInstance } from "../tasks/Task.ts"
@@ -72,37 +72,38 @@ const finiteDifferences = (
   dimX: number,
   directions: ReadonlyArray<ReadonlyArray<number>>,
   step: number
-) => {
+) => Effect.gen(function*() {
   const { projectX = identity, projectY = identity } = instance.problem
-  const fixedZ = vectorValue(instance.y0)
+  const fixedZ = yield* readVector(instance.y0)
   const split = (p: ReadonlyArray<number>) => [p.slice(0, dimX), p.length > dimX ? p.slice(dimX) : fixedZ] as const
   const feasible = (p: ReadonlyArray<number>) => {
     const [x, z] = split(p)
     const same = (v: ReadonlyArray<number>, project: (t: tf.Tensor) => tf.Tensor) =>
-      tf.tidy(() => vectorValue(project(tf.tensor1d([...v])))).every((w, i) => w === v[i])
-    return same(x, projectX) && same(z, projectY)
+      tensorScope(Effect.map(readVector(project(tf.tensor1d([...v]))), (w) => w.every((wi, i) => wi === v[i])))
+    return Effect.map(Effect.all([same(x, projectX), same(z, projectY)]), ([a, b]) => a && b)
   }
   const value = (p: ReadonlyArray<number>) =>
     tensorScope(Effect.suspend(() => {
       const [x, z] = split(p)
       return upperAt(solver, instance.problem, tf.tensor1d([...x]), tf.tensor1d([...z]))
     }))
-  return Effect.forEach(directions, (d) => {
-    // The largest coordinate moves by step × the size of the coordinates it moves (1 where they are
-    // all 0): small LL weights get small moves, and along a random unit direction in n dimensions,
-    // where each coordinate moves only ~h/√n, the step grows so float32 rounding does not drown it.
-    const h = step * (largest(point.filter((_, i) => d[i] !== 0)) || 1) / largest(d)
-    const at = (t: number) => point.map((p, i) => p + t * h * d[i]!)
-    if (feasible(at(1)) && feasible(at(-1))) {
-      return Effect.map(Effect.all([value(at(1)), value(at(-1))]), ([plus, minus]) => (plus - minus) / (2 * h))
-    }
-    const side = feasible(at(1)) ? 1 : -1
-    return Effect.map(
-      Effect.all([value(at(0)), value(at(side)), value(at(2 * side))]),
-      ([f0, f1, f2]) => side * (-3 * f0 + 4 * f1 - f2) / (2 * h)
-    )
-  })
-}
+  return yield* Effect.forEach(directions, (d) =>
+    Effect.gen(function*() {
+      // The largest coordinate moves by step × the size of the coordinates it moves (1 where they are
+      // all 0): small LL weights get small moves, and along a random unit direction in n dimensions,
+      // where each coordinate moves only ~h/√n, the step grows so float32 rounding does not drown it.
+      const h = step * (largest(point.filter((_, i) => d[i] !== 0)) || 1) / largest(d)
+      const at = (t: number) => point.map((p, i) => p + t * h * d[i]!)
+      const [forward, backward] = yield* Effect.all([feasible(at(1)), feasible(at(-1))])
+      if (forward && backward) {
+        const [plus, minus] = yield* Effect.all([value(at(1)), value(at(-1))])
+        return (plus - minus) / (2 * h)
+      }
+      const side = forward ? 1 : -1
+      const [f0, f1, f2] = yield* Effect.all([value(at(0)), value(at(side)), value(at(2 * side))])
+      return side * (-3 * f0 + 4 * f1 - f2) / (2 * h)
+    }))
+})
 
 /**
  * Checks any solver's hypergradient at (x_0, y_0) of a task instance: against its closed form when
@@ -115,8 +116,8 @@ export const checkSolver = Effect.fnUntraced(function*(
 ): Effect.fn.Return<Omit<GradcheckResult, "task" | "method">, never, Rng> {
   const rng = yield* Rng
   const solution = yield* solve(solver, instance.problem, instance.x0, instance.y0)
-  const x = vectorValue(instance.x0)
-  const gradX = vectorValue(solution.gradX)
+  const x = yield* readVector(instance.x0)
+  const gradX = yield* readVector(solution.gradX)
   if (instance.exactHypergradient) {
     const expected = instance.exactHypergradient(x)
     return {
@@ -129,8 +130,8 @@ export const checkSolver = Effect.fnUntraced(function*(
     }
   }
   const learnsZ = solver.initialization === "auxiliary"
-  const point = learnsZ ? [...x, ...vectorValue(instance.y0)] : x
-  const gradient = learnsZ ? [...gradX, ...vectorValue(solution.gradZ)] : gradX
+  const point = learnsZ ? [...x, ...(yield* readVector(instance.y0))] : x
+  const gradient = learnsZ ? [...gradX, ...(yield* readVector(solution.gradZ))] : gradX
   const count = options.directions ?? 16
   const coordinates = point.length <= count * 4
   // Random directions stay inside one block, x or z, so each block is probed at its own scale.

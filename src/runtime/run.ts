@@ -123,12 +123,12 @@ const runSession = Effect.fnUntraced(function*(session: Session) {
       Stream.take(Math.max(0, session.total - start.t)),
       Stream.runForEach((step) =>
         Effect.gen(function*() {
-          const record = toRecord(step, instance.metrics(step))
+          const record = toRecord(step, yield* instance.metrics(step))
           records.push(record)
           // Recorded before its checkpoint, so steps.ndjson always reaches the last checkpoint.
           yield* writer.appendStep(record)
           if (checkpointEvery > 0 && step.after.t % checkpointEvery === 0) {
-            yield* Checkpoint.write(writer.dir, Checkpoint.capture(step.after, rng.state()))
+            yield* Checkpoint.write(writer.dir, yield* Checkpoint.capture(step.after, rng.state()))
           }
           yield* session.onStep?.(record, session.total) ?? Effect.void
         })

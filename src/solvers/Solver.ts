@@ -14,7 +14,7 @@ import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import type { BilevelProblem, Vector } from "../domain/Problem.ts"
-import { scalarValue, tensorScope } from "../domain/tensors.ts"
+import { readScalar, tensorScope } from "../domain/tensors.ts"
 import type { Dynamics } from "../dynamics/Dynamics.ts"
 import { type CostMeter, iterateY, LowerLevel } from "../dynamics/Iterate.ts"
 import * as Iterates from "../dynamics/iterates.ts"
@@ -113,11 +113,12 @@ export const solve = (self: Solver, problem: BilevelProblem, x: Vector, y0: Vect
     const parts = yield* self.hypergradient.compute(self.dynamics, trajectory)
     const y = iterateY(trajectory.selected)
     meter.sample()
+    const upper = yield* readScalar(tf.tidy(() => problem.upper(x, y)))
     return {
       gradX: parts.x,
       gradZ: parts.y0,
       y,
-      upper: scalarValue(tf.tidy(() => problem.upper(x, y))),
+      upper,
       kbar: trajectory.selected.k,
       cost: {
         innerSteps: trajectory.stepsTaken,
@@ -136,5 +137,5 @@ export const solve = (self: Solver, problem: BilevelProblem, x: Vector, y0: Vect
 export const upperAt = (self: Solver, problem: BilevelProblem, x: Vector, y0: Vector): Effect.Effect<number> =>
   tensorScope(Effect.gen(function*() {
     const trajectory = yield* self.selection.select(self.inner(Iterates.unroll(self.dynamics, y0)), false)
-    return scalarValue(tf.tidy(() => problem.upper(x, iterateY(trajectory.selected))))
+    return yield* readScalar(tf.tidy(() => problem.upper(x, iterateY(trajectory.selected))))
   })).pipe(Effect.provideService(LowerLevel, { problem, x, meter: makeMeter() }))

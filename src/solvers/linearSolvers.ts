@@ -5,7 +5,7 @@
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Option, Stream } from "effect"
 import type { Vector } from "../domain/Problem.ts"
-import { dot, norm, scalarValue } from "../domain/tensors.ts"
+import { dot, readScalar } from "../domain/tensors.ts"
 import { iterateLazily } from "../dynamics/iterateLazily.ts"
 
 export interface LinearSolver {
@@ -49,7 +49,7 @@ export const conjugateGradient = (options: { readonly iterations: number; readon
     )
     const stopped = options.tolerance === undefined
       ? iterates
-      : Stream.takeUntil(iterates, (s) => Math.sqrt(scalarValue(s.rr)) <= options.tolerance!)
+      : Stream.takeUntilEffect(iterates, (s) => Effect.map(readScalar(s.rr), (rr) => Math.sqrt(rr) <= options.tolerance!))
     return lastOf(Stream.take(stopped, options.iterations + 1), (s) => ({ solution: s.v, matvecs: s.i }))
   }
 })
@@ -80,7 +80,3 @@ const releaseExcept = (b: Vector, tensors: ReadonlyArray<tf.Tensor>) => tf.dispo
 /** The last element of a finite solver stream, mapped. */
 const lastOf = <S, A>(stream: Stream.Stream<S>, f: (s: S) => A) =>
   Stream.runLast(stream).pipe(Effect.map((last) => f(Option.getOrThrow(last))))
-
-/** ‖A v − b‖ / ‖b‖: how well a solution solves its system (for tests and diagnostics). */
-export const relativeResidual = (matvec: (v: Vector) => Vector, v: Vector, b: Vector): number =>
-  scalarValue(tf.tidy(() => tf.div(norm(tf.sub(matvec(v), b)), norm(b))))

@@ -7,7 +7,7 @@ import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Stream } from "effect"
 import { Diverged } from "../domain/errors.ts"
 import type { BilevelProblem, Vector } from "../domain/Problem.ts"
-import { identity, norm, scalarValue, tensorScope, tidy, vectorValue } from "../domain/tensors.ts"
+import { identity, norm, readScalar, readVector, tensorScope, tidy } from "../domain/tensors.ts"
 import { type GradientTransformation, type OptState, stateTensors, step } from "./optimizers.ts"
 import { type Solution, type Solver, solve } from "./Solver.ts"
 
@@ -54,18 +54,25 @@ const tensorsOf = (s: OuterState) => [s.x, s.z, ...stateTensors(s.xOptimizer), .
 const nonFinite = (v: Vector): tf.Scalar => tf.sum(tf.mul(v, 0))
 
 /** Whether every entry of each tensor is finite, in one host read. */
-const finiteEach = (tensors: ReadonlyArray<Vector>): Array<boolean> =>
-  vectorValue(tf.tidy(() => tf.stack(tensors.map(nonFinite)))).map(Number.isFinite)
+const finiteEach = (tensors: ReadonlyArray<Vector>): Effect.Effect<Array<boolean>> =>
+  Effect.map(readVector(tf.tidy(() => tf.stack(tensors.map(nonFinite)))), (values) => values.map(Number.isFinite))
 
 /** A host view of a vector for an error message: its entries when few, its norm otherwise. */
-const describeVector = (name: string, v: Vector): Record<string, unknown> =>
-  v.size <= 8 ? { [name]: vectorValue(v) } : { [`‖${name}‖`]: scalarValue(tf.tidy(() => norm(v))) }
+const describeVector = (name: string, v: Vector): Effect.Effect<Record<string, unknown>> =>
+  v.size <= 8
+    ? Effect.map(readVector(v), (values) => ({ [name]: values }))
+    : Effect.map(readScalar(tf.tidy(() => norm(v))), (n) => ({ [`‖${name}‖`]: n }))
 
 /** The last step whose values were all finite, or the initial point when there is none. */
-const lastFiniteOf = (step: OuterStep | undefined, initial: OuterState): Record<string, unknown> =>
+const lastFiniteOf = (step: OuterStep | undefined, initial: OuterState): Effect.Effect<Record<string, unknown>> =>
   step === undefined
     ? describeVector("x", initial.x)
-    : { step: step.before.t, F: step.solution.upper, hypergradNorm: step.hypergradNorm, ...describeVector("x", step.before.x) }
+    : Effect.map(describeVector("x", step.before.x), (x) => ({
+      step: step.before.t,
+      F: step.solution.upper,
+      hypergradNorm: step.hypergradNorm,
+      ...x
+    }))
 
 const outerStep = (solver: Solver, problem: BilevelProblem, optimizers: UpperOptimizers) =>
 (before: OuterState, previous: OuterStep | undefined): Effect.Effect<OuterStep, Diverged> =>
@@ -73,18 +80,18 @@ const outerStep = (solver: Solver, problem: BilevelProblem, optimizers: UpperOpt
     const started = performance.now()
     const solution = yield* solve(solver, problem, before.x, before.z)
     const learnsZ = solver.initialization === "auxiliary"
-    const [hypergradNorm, ...checks] = vectorValue(tf.tidy(() =>
+    const [hypergradNorm, ...checks] = (yield* readVector(tf.tidy(() =>
       tf.stack([
         learnsZ ? tf.sqrt(tf.add(tf.square(norm(solution.gradX)), tf.square(norm(solution.gradZ)))) : norm(solution.gradX),
         nonFinite(solution.gradX),
         ...(learnsZ ? [nonFinite(solution.gradZ)] : [])
       ])
-    )) as [number, ...Array<number>]
+    ))) as [number, ...Array<number>]
     if (!Number.isFinite(solution.upper) || !Number.isFinite(hypergradNorm) || !checks.every(Number.isFinite)) {
       return yield* new Diverged({
         step: before.t,
         quantity: Number.isFinite(solution.upper) ? "the hypergradient" : "the UL objective F",
-        lastFinite: lastFiniteOf(previous, before)
+        lastFinite: yield* lastFiniteOf(previous, before)
       })
     }
     const after = tidy((): OuterState => {
@@ -94,13 +101,13 @@ const outerStep = (solver: Solver, problem: BilevelProblem, optimizers: UpperOpt
         : [tf.clone(before.z), before.zOptimizer]
       return { t: before.t + 1, x, z, xOptimizer, zOptimizer }
     })
-    const [xFinite, zFinite] = finiteEach([after.x, after.z])
+    const [xFinite, zFinite] = yield* finiteEach([after.x, after.z])
     const current = { before, solution, hypergradNorm, after, ms: performance.now() - started } satisfies OuterStep
     if (!xFinite || !zFinite) {
       return yield* new Diverged({
         step: before.t,
         quantity: xFinite ? "z (the LL initialization) after the UL update" : "x after the UL update",
-        lastFinite: lastFiniteOf(current, before)
+        lastFinite: yield* lastFiniteOf(current, before)
       })
     }
     return current

@@ -22,8 +22,8 @@ export interface TaskInstance {
   /** The fixed LL initialization, and z_0 under auxiliary-init. */
   readonly y0: Vector
   readonly optimizers: UpperOptimizers
-  /** Per-outer-step metrics recorded beside F, k̄ and cost (host numbers). */
-  readonly metrics: (step: OuterStep) => Record<string, number>
+  /** Per-outer-step metrics recorded beside F, k̄ and cost (host numbers, read asynchronously). */
+  readonly metrics: (step: OuterStep) => Effect.Effect<Record<string, number>>
   /** The run summary's `final` block, from every recorded step (tail statistics and the like). */
   readonly summarize: (steps: ReadonlyArray<Record<string, unknown>>) => Record<string, unknown>
   /** dF(x, y*(x))/dx of the exact bilevel problem, in float64, where a closed form exists. */

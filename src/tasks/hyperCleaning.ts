@@ -26,7 +26,7 @@ import { DatasetError } from "../domain/errors.ts"
 import type { BilevelProblem, Vector } from "../domain/Problem.ts"
 import { Rng } from "../domain/Rng.ts"
 import { choice, count, positive, rate } from "../domain/settings.ts"
-import { scalarValue, tidy, vectorValue } from "../domain/tensors.ts"
+import { readScalar, readVector, tensorScope, tidy } from "../domain/tensors.ts"
 import type { OuterStep } from "../solvers/outerLoop.ts"
 import { adam, type GradientTransformation, nesterovSgd, sgd } from "../solvers/optimizers.ts"
 import * as Classifier from "./hyperCleaning/classifier.ts"
@@ -164,23 +164,23 @@ export const hyperCleaning = erase<HyperCleaningSettings>({
       const weights = settings.init === "zeros" ? new Float32Array(net.size) : net.initialWeights(rng)
       const t = yield* Effect.acquireRelease(Effect.sync(() => allocate(data, weights)), (t) => Effect.sync(() => release(t)))
       const problem = cleaningProblem(net, t)
-      const testAccuracy = (y: Vector) => accuracy(Classifier.predict(net, t.test, y), data.test.labels)
+      const testAccuracy = (y: Vector) => Effect.map(Classifier.predict(net, t.test, y), (p) => accuracy(p, data.test.labels))
       const recordsAt = (step: number) => step % settings.metricsEvery === 0 || step === settings.outerSteps - 1
 
-      const metrics = (step: OuterStep): Record<string, number> => {
-        if (!recordsAt(step.before.t)) return {}
-        const { x, z } = step.after
-        const trained = descend(problem, x, z, settings.innerSteps, settings.innerLr)
-        const learnsZ = scalarValue(tf.tidy(() => tf.cast(tf.any(tf.notEqual(z, t.y0)), "float32"))) === 1
-        const result = {
-          testAccuracy: testAccuracy(trained),
-          ...(learnsZ ? { testAccuracyZ: testAccuracy(z) } : {}),
-          valLoss: scalarValue(tf.tidy(() => problem.upper(x, trained))),
-          ...cleaningScores(vectorValue(x), data.clean, settings.threshold)
-        }
-        trained.dispose()
-        return result
-      }
+      const metrics = (step: OuterStep): Effect.Effect<Record<string, number>> =>
+        recordsAt(step.before.t)
+          ? tensorScope(Effect.gen(function*() {
+            const { x, z } = step.after
+            const trained = descend(problem, x, z, settings.innerSteps, settings.innerLr)
+            const learnsZ = (yield* readScalar(tf.tidy(() => tf.cast(tf.any(tf.notEqual(z, t.y0)), "float32")))) === 1
+            return {
+              testAccuracy: yield* testAccuracy(trained),
+              ...(learnsZ ? { testAccuracyZ: yield* testAccuracy(z) } : {}),
+              valLoss: yield* readScalar(tf.tidy(() => problem.upper(x, trained))),
+              ...cleaningScores(yield* readVector(x), data.clean, settings.threshold)
+            }
+          }))
+          : Effect.succeed({})
 
       const summarize = (steps: ReadonlyArray<Record<string, unknown>>) => {
         const recorded = steps.filter((s) => typeof s["testAccuracy"] === "number")

@@ -14,7 +14,7 @@ import { CholeskyDecomposition, Matrix } from "ml-matrix"
 import type { BilevelProblem, Vector } from "../domain/Problem.ts"
 import { Rng } from "../domain/Rng.ts"
 import { count, nonNegative, positive } from "../domain/settings.ts"
-import { vectorValue } from "../domain/tensors.ts"
+import { readVector } from "../domain/tensors.ts"
 import { sgd } from "../solvers/optimizers.ts"
 import { erase } from "./Task.ts"
 
@@ -110,10 +110,8 @@ export const quadratic = erase<Settings>({
         y0: tf.zeros([settings.dimY]),
         optimizers: { x: sgd(settings.outerLr), z: sgd(settings.outerLr) },
         exactHypergradient: (x) => exactHypergradient(data, x),
-        metrics: (step) => {
-          const x = vectorValue(step.before.x)
-          return { xError: Math.hypot(...x.map((xi, i) => xi - xStar[i]!)) }
-        },
+        metrics: (step) =>
+          Effect.map(readVector(step.before.x), (x) => ({ xError: Math.hypot(...x.map((xi, i) => xi - xStar[i]!)) })),
         summarize: (steps) => ({ F: steps.at(-1)?.["F"], xError: steps.at(-1)?.["xError"] })
       }
     })

@@ -16,7 +16,7 @@ import { Effect, Schema } from "effect"
 import type { BilevelProblem, Vector } from "../domain/Problem.ts"
 import { Rng } from "../domain/Rng.ts"
 import { count, positive } from "../domain/settings.ts"
-import { vectorValue } from "../domain/tensors.ts"
+import { readVector } from "../domain/tensors.ts"
 import { sgd } from "../solvers/optimizers.ts"
 import { erase } from "./Task.ts"
 
@@ -62,12 +62,13 @@ export const toyLlc = erase<typeof Settings.Type>({
         x0: tf.tensor1d(x0),
         y0: tf.tensor1d(z0),
         optimizers: { x: sgd(settings.outerLr), z: sgd(settings.outerLr) },
-        metrics: (step) => ({
-          xError: distanceToOnes(vectorValue(step.before.x)) / Math.sqrt(settings.n),
-          yError: distanceToOnes(vectorValue(step.solution.y)),
-          // How far the learned init z = (z₁, z₂) sits from (e, e): IA-GM's z₁ compensates for an x away from e.
-          zError: distanceToOnes(vectorValue(step.before.z))
-        }),
+        metrics: (step) =>
+          Effect.map(Effect.all([readVector(step.before.x), readVector(step.solution.y), readVector(step.before.z)]), ([x, y, z]) => ({
+            xError: distanceToOnes(x) / Math.sqrt(settings.n),
+            yError: distanceToOnes(y),
+            // How far the learned init z = (z₁, z₂) sits from (e, e): IA-GM's z₁ compensates for an x away from e.
+            zError: distanceToOnes(z)
+          })),
         summarize: (steps) => {
           const last = steps.at(-1) ?? {}
           const reached = steps.find((s) => (s["xError"] as number) < reachThreshold)

@@ -10,7 +10,7 @@ import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Schema } from "effect"
 import type { BilevelProblem, Vector } from "../domain/Problem.ts"
 import { between, count, positive } from "../domain/settings.ts"
-import { scalarValue } from "../domain/tensors.ts"
+import { readScalar } from "../domain/tensors.ts"
 import { sgd } from "../solvers/optimizers.ts"
 import { erase } from "./Task.ts"
 
@@ -53,11 +53,11 @@ export const toyNonconvex = erase<typeof Settings.Type>({
       x0: tf.tensor1d([settings.x0]),
       y0: tf.tensor1d([settings.y0]),
       optimizers: { x: sgd(settings.outerLr), z: sgd(settings.outerLr) },
-      metrics: (step) => {
-        const x = scalarValue(step.before.x)
-        const y = scalarValue(step.solution.y)
-        return { x, y, z: scalarValue(step.before.z), xError: Math.abs(x - xStar), yError: Math.abs(y - yStar) }
-      },
+      metrics: (step) =>
+        Effect.map(
+          Effect.all([readScalar(step.before.x), readScalar(step.solution.y), readScalar(step.before.z)]),
+          ([x, y, z]) => ({ x, y, z, xError: Math.abs(x - xStar), yError: Math.abs(y - yStar) })
+        ),
       summarize: (steps) => {
         const last = steps[steps.length - 1] ?? {}
         return {

@@ -17,6 +17,7 @@
  * the closed-form ∇_y f, and test/hyperCleaning.test.ts checks it against autodiff of f.
  */
 import * as tf from "@tensorflow/tfjs-core"
+import { Effect } from "effect"
 import type { Residuals, Vector } from "../../domain/Problem.ts"
 import type { RandomSource } from "../../domain/Rng.ts"
 import { softmaxCrossEntropyPerExample } from "../losses.ts"
@@ -295,9 +296,8 @@ export const weightedLossHessianVectorProduct = (
 }
 
 /** Predicted classes (argmax of the logits) of the net y on data A. */
-export const predict = (net: Classifier, data: DataMatrix, y: Vector): Int32Array => {
-  const classes = tf.tidy(() => tf.argMax(net.logits(data, y), 1))
-  const values = classes.dataSync() as Int32Array
-  classes.dispose()
-  return values
-}
+export const predict = (net: Classifier, data: DataMatrix, y: Vector): Effect.Effect<Int32Array> =>
+  Effect.suspend(() => {
+    const classes = tf.tidy(() => tf.argMax(net.logits(data, y), 1))
+    return Effect.promise(() => classes.data() as Promise<Int32Array>).pipe(Effect.ensuring(Effect.sync(() => classes.dispose())))
+  })
