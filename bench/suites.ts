@@ -18,7 +18,7 @@ import type { Cost } from "../src/domain/Cost.ts"
 import type { DatasetError } from "../src/domain/errors.ts"
 import type { BilevelProblem, Vector } from "../src/domain/Problem.ts"
 import { Rng } from "../src/domain/Rng.ts"
-import { tensorScope, vectorValue } from "../src/domain/tensors.ts"
+import { readVector, tensorScope } from "../src/domain/tensors.ts"
 import { LowerLevel } from "../src/dynamics/Iterate.ts"
 import { unroll } from "../src/dynamics/iterates.ts"
 import type { Selection } from "../src/dynamics/selection.ts"
@@ -98,7 +98,7 @@ const measurePair = (solver: Solver.Solver, problem: BilevelProblem, x0: Vector,
       forward.push(yield* timed(Solver.upperAt(solver, problem, x0, y0)))
       const sample = yield* timed(Solver.solve(solver, problem, x0, y0))
       hypergradient.push(sample)
-      last = { gradX: vectorValue(sample.value.gradX), kbar: sample.value.kbar, cost: sample.value.cost }
+      last = { gradX: yield* readVector(sample.value.gradX), kbar: sample.value.kbar, cost: sample.value.cost }
       release(sample.value)
       tensorsAfter.push(tf.memory().numTensors - baseline)
     }
