@@ -19,7 +19,7 @@ import type { DatasetError } from "../src/domain/errors.ts"
 import type { BilevelProblem, Vector } from "../src/domain/Problem.ts"
 import { Rng } from "../src/domain/Rng.ts"
 import { readVector, tensorScope } from "../src/domain/tensors.ts"
-import { LowerLevel } from "../src/dynamics/Iterate.ts"
+import { iterateTensors, LowerLevel } from "../src/dynamics/Iterate.ts"
 import { unroll } from "../src/dynamics/iterates.ts"
 import type { Selection } from "../src/dynamics/selection.ts"
 import type { Method } from "../src/solvers/methods.ts"
@@ -141,6 +141,21 @@ const log = (r: Row) => {
   return r
 }
 
+/** What {@link measurePair} measured. */
+type Measured = Effect.Success<ReturnType<typeof measurePair>>
+
+/** A row of `measured`: its timings, ratio, k̄, cost and tensors left, logged as it is made. */
+const measuredRow = (fields: Pick<Row, "suite" | "backend" | "task" | "method" | "variant" | "extra">, m: Measured) =>
+  log(row({
+    ...fields,
+    forward: m.forward,
+    hypergradient: m.hypergradient,
+    ratio: m.ratio,
+    kbar: m.kbar,
+    cost: m.cost,
+    tensorsAfter: m.tensorsAfter
+  }))
+
 const cleaningSettings = (options: Options, net: string) => ({ dataDir: options.dataDir, net, innerSteps: 50 })
 
 /** Hyper-cleaning, K = 50: each method, both VJP paths for the reverse-mode ones. */
@@ -160,20 +175,14 @@ export const hyperCleaningSuite = (options: Options) =>
           for (const [vjp, problem] of paths) {
             const m = yield* measurePair(solver, problem, instance.x0, instance.y0, options.repetitions)
             gradients.push(m.gradX)
-            rows.push(log(row({
+            rows.push(measuredRow({
               suite: "hyper-cleaning",
               backend: options.backend,
               task: "hyper-cleaning",
               method: name,
               variant: { net, vjp, K: settings.innerSteps },
-              forward: m.forward,
-              hypergradient: m.hypergradient,
-              ratio: m.ratio,
-              kbar: m.kbar,
-              cost: m.cost,
-              tensorsAfter: m.tensorsAfter,
               ...(gradients.length === 2 ? { extra: { relativeDifferenceToClosedForm: relativeError(gradients[1]!, gradients[0]!) } } : {})
-            })))
+            }, m))
           }
         }
       }).pipe(Effect.scoped, tensorScope)
@@ -192,19 +201,13 @@ export const checkpointingSuite = (options: Options) =>
         for (const checkpointEvery of [undefined, 5, 10]) {
           const solver = checkpointEvery === undefined ? rhg : rhg.pipe(Solver.hypergradient(reverse({ checkpointEvery })))
           const m = yield* measurePair(solver, instance.problem, instance.x0, instance.y0, options.repetitions)
-          rows.push(log(row({
+          rows.push(measuredRow({
             suite: "checkpointing",
             backend: options.backend,
             task: "hyper-cleaning",
             method: "rhg",
-            variant: { net, checkpointEvery: checkpointEvery ?? "none", K: settings.innerSteps },
-            forward: m.forward,
-            hypergradient: m.hypergradient,
-            ratio: m.ratio,
-            kbar: m.kbar,
-            cost: m.cost,
-            tensorsAfter: m.tensorsAfter
-          })))
+            variant: { net, checkpointEvery: checkpointEvery ?? "none", K: settings.innerSteps }
+          }, m))
         }
       }).pipe(Effect.scoped, tensorScope)
     }
@@ -218,7 +221,7 @@ export const forcedIndex = (kbar: number): Selection => ({
     Effect.map(Stream.runCollect(iterates), (all) => {
       const selected = all[kbar]!
       const prefix = retainPrefix === false ? [selected] : all.slice(0, kbar + 1)
-      for (const iterate of all) if (iterate.k > 0 && !prefix.includes(iterate)) iterate.state.forEach((t) => t.dispose())
+      for (const iterate of all) if (iterate.k > 0 && !prefix.includes(iterate)) iterateTensors(iterate).forEach((t) => t.dispose())
       return { prefix, selected, stepsTaken: all.length - 1 }
     })
 })
@@ -251,19 +254,14 @@ export const truncationSuite = (options: Options) =>
             samples.push(sample)
           }
           const m = yield* measurePair(solver, instance.problem, instance.x0, instance.y0, options.repetitions)
-          rows.push(log(row({
+          rows.push(measuredRow({
             suite: "truncation",
             backend: options.backend,
             task: "hyper-cleaning",
             method: "iaptt-gm",
             variant: { net, kbar, K },
-            forward: m.forward,
-            hypergradient: m.hypergradient,
-            kbar: m.kbar,
-            cost: m.cost,
-            tensorsAfter: m.tensorsAfter,
             extra: { reversePass: timing(samples) }
-          })))
+          }, m))
         }
       }).pipe(Effect.scoped, tensorScope)
     }
@@ -290,19 +288,13 @@ export const toysSuite = (options: Options) =>
             warmup: options.repetitions.warmup + 2,
             reps: options.repetitions.reps * 4
           })
-          rows.push(log(row({
+          rows.push(measuredRow({
             suite: "toys",
             backend: options.backend,
             task: task.name,
             method: name,
-            variant: { K: settings.innerSteps },
-            forward: m.forward,
-            hypergradient: m.hypergradient,
-            ratio: m.ratio,
-            kbar: m.kbar,
-            cost: m.cost,
-            tensorsAfter: m.tensorsAfter
-          })))
+            variant: { K: settings.innerSteps }
+          }, m))
         }
       }).pipe(Effect.scoped, tensorScope)
     }
@@ -317,18 +309,13 @@ export const crossoverSuite = (options: Options) =>
       yield* Effect.gen(function*() {
         const { instance, settings } = yield* instanceOf(quadratic, { dimX: dim, dimY: dim })
         const m = yield* measurePair(methodByName("rhg").build(settings, {}), instance.problem, instance.x0, instance.y0, options.repetitions)
-        rows.push(log(row({
+        rows.push(measuredRow({
           suite: "crossover",
           backend: options.backend,
           task: "quadratic",
           method: "rhg",
-          variant: { dimY: dim, K: settings.innerSteps },
-          forward: m.forward,
-          hypergradient: m.hypergradient,
-          ratio: m.ratio,
-          cost: m.cost,
-          tensorsAfter: m.tensorsAfter
-        })))
+          variant: { dimY: dim, K: settings.innerSteps }
+        }, m))
       }).pipe(Effect.scoped, tensorScope)
     }
     return rows
