@@ -15,17 +15,24 @@ const header = (magic: number, dims: ReadonlyArray<number>) => {
   return new Uint8Array(view.buffer)
 }
 
-/** Writes `train-{images-idx3,labels-idx1}-ubyte` with `examples` images to a new temp dir; returns it. */
-export const writeSyntheticTrainingFile = (examples = 20_000, side = 28): string => {
-  const dir = mkdtempSync(path.join(tmpdir(), "bench-mnist-like-"))
-  const rng = makeRng(2024)
+/**
+ * Writes `train-{images-idx3,labels-idx1}-ubyte` with `examples` images of `side × side` pixels to a new
+ * temp dir (named after `prefix`); returns it.
+ */
+export const writeSyntheticTrainingFile = (
+  examples = 20_000,
+  side = 28,
+  options: { readonly seed?: number; readonly noise?: number; readonly prefix?: string } = {}
+): string => {
+  const dir = mkdtempSync(path.join(tmpdir(), options.prefix ?? "bench-mnist-like-"))
+  const rng = makeRng(options.seed ?? 2024)
   const d = side * side
   const prototypes = Array.from({ length: 10 }, () => rng.array(d, rng.uniform))
   const labels = Uint8Array.from({ length: examples }, () => rng.int(0, 9))
   const pixels = new Uint8Array(examples * d)
   labels.forEach((label, i) => {
     for (let j = 0; j < d; j++) {
-      const value = prototypes[label]![j]! + 0.3 * rng.normal()
+      const value = prototypes[label]![j]! + (options.noise ?? 0.3) * rng.normal()
       pixels[i * d + j] = Math.round(255 * Math.min(1, Math.max(0, value)))
     }
   })
