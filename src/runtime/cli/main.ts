@@ -35,7 +35,8 @@ const seedFlag = Flag.Int("seed").pipe(
 const backendFlag = (fallback: Backend.BackendChoice) =>
   Flag.Literals("backend", Backend.backendChoices).pipe(
     Flag.withDescription(
-      "tensor backend: cpu (deterministic reference), wasm (XNNPACK SIMD, fastest on CPU), tensorflow / " +
+      "tensor backend: cpu (deterministic reference), wasm (XNNPACK SIMD, fastest on CPU; on as many threads as " +
+        "cores, up to 4, or BILEVEL_WASM_THREADS), tensorflow / " +
         "tensorflow-gpu (@tensorflow/tfjs-node[-gpu], installed separately), webgpu (experimental), " +
         `auto (cpu when the LL variable has fewer than ${Backend.autoThreshold} elements, wasm otherwise; the record names the one chosen)`
     ),
