@@ -3,7 +3,7 @@
  * from iterate stream to iterate stream, so a solver's inner loop reads top to bottom in `pipe`.
  */
 import * as tf from "@tensorflow/tfjs-core"
-import type { Vector } from "../domain/Problem.ts"
+import type { BilevelProblem, Vector } from "../domain/Problem.ts"
 import { Effect, Stream } from "effect"
 import { norm, readScalar, tidy } from "../domain/tensors.ts"
 import type { Dynamics } from "./Dynamics.ts"
@@ -20,18 +20,29 @@ export type Iterates = Stream.Stream<Iterate, never, LowerLevel>
  */
 export const unroll = (dynamics: Dynamics, y0: Vector): Iterates =>
   Stream.unwrap(Effect.map(Effect.service(LowerLevel), ({ meter, problem, x }) => {
-    const linearized = dynamics.linearizedStep?.(problem)
+    const next = nextIterate(dynamics, problem, x)
     return iterateLazily(
       (): Iterate => ({ k: 0, state: tidy(() => dynamics.init(y0)) }),
       (previous): Iterate => {
-        const next: Iterate = linearized === undefined
-          ? { k: previous.k + 1, state: tidy(() => dynamics.step(problem, x, previous.state, previous.k)) }
-          : { k: previous.k + 1, ...tidy(() => linearized(x, previous.state, previous.k)) }
+        const iterate = next(previous)
         meter.sample()
-        return next
+        return iterate
       }
     )
   }))
+
+/**
+ * One step of `dynamics` from an iterate, in its own tidy: the linearized step (keeping residuals)
+ * where the dynamics has one for `problem`, the plain step otherwise. The reverse pass recomputes
+ * checkpointed segments with it, so they hold what the forward pass held.
+ */
+export const nextIterate = (dynamics: Dynamics, problem: BilevelProblem, x: Vector) => {
+  const linearized = dynamics.linearizedStep?.(problem)
+  return (previous: Iterate): Iterate =>
+    linearized === undefined
+      ? { k: previous.k + 1, state: tidy(() => dynamics.step(problem, x, previous.state, previous.k)) }
+      : { k: previous.k + 1, ...tidy(() => linearized(x, previous.state, previous.k)) }
+}
 
 /** take(K): the initial iterate and K steps, y_0 … y_K. */
 export const take = (innerSteps: number) => (self: Iterates): Iterates => Stream.take(self, innerSteps + 1)

@@ -20,6 +20,7 @@ import type { BilevelProblem, Vector } from "../domain/Problem.ts"
 import { tidy } from "../domain/tensors.ts"
 import type { Dynamics, StepVjp } from "../dynamics/Dynamics.ts"
 import { type CostMeter, type Iterate, iterateTensors, iterateY, LowerLevel, type State } from "../dynamics/Iterate.ts"
+import { nextIterate } from "../dynamics/iterates.ts"
 import type { HypergradientStrategy } from "./Hypergradient.ts"
 import { gradients, vjp } from "./vjp.ts"
 
@@ -41,7 +42,7 @@ export const stepVjp = (dynamics: Dynamics, problem: BilevelProblem): StepVjp =>
  * The iterates y_j of a prefix that may hold only checkpoints: a retained one as is, a missing one
  * recomputed forward from the nearest checkpoint below it, together with the rest of its segment
  * (up to the next retained iterate), which stays cached until the reverse pass leaves the segment.
- * Recomputation takes the same step the forward pass took, residuals included.
+ * Recomputation takes the same step the forward pass took (`nextIterate`), residuals included.
  */
 const iteratesOf = (
   dynamics: Dynamics,
@@ -53,7 +54,7 @@ const iteratesOf = (
   const retained = new Map(prefix.map((iterate) => [iterate.k, iterate] as const))
   // A step may pass a tensor through unchanged: never release one a retained iterate holds.
   const owned = new Set(prefix.flatMap(iterateTensors))
-  const linearized = dynamics.linearizedStep?.(problem)
+  const next = nextIterate(dynamics, problem, x)
   let segment: Map<number, Iterate> | undefined
   const release = () => {
     if (segment !== undefined) {
@@ -71,10 +72,7 @@ const iteratesOf = (
       const iterates = new Map<number, Iterate>()
       let iterate = retained.get(from)!
       for (let k = from; k + 1 < until; k++) {
-        const { state } = iterate
-        iterate = linearized === undefined
-          ? { k: k + 1, state: tidy(() => dynamics.step(problem, x, state, k)) }
-          : { k: k + 1, ...tidy(() => linearized(x, state, k)) }
+        iterate = next(iterate)
         iterates.set(k + 1, iterate)
       }
       meter.sample()
