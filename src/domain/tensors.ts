@@ -26,11 +26,15 @@ export const dot = (a: tf.Tensor, b: tf.Tensor): tf.Scalar => tf.sum(tf.mul(a, b
 export const norm = (a: tf.Tensor): tf.Scalar => tf.sqrt(tf.sum(tf.square(a)))
 
 /**
- * A flat tensor's values on the host, read asynchronously: the solvers and runs read this way, since
- * webgpu in Node has no synchronous read (docs/backends.md); on cpu and wasm it costs no more.
+ * A tensor's values on the host as its typed array, read asynchronously: every read of the framework
+ * is one, since webgpu in Node has no synchronous read (docs/backends.md); on cpu and wasm it costs no more.
  */
+export const readData = <D extends tf.DataType = "float32">(t: tf.Tensor): Effect.Effect<tf.DataTypeMap[D]> =>
+  Effect.promise(() => t.data<D>())
+
+/** A flat tensor's values on the host as plain numbers, read asynchronously (see {@link readData}). */
 export const readVector = (t: tf.Tensor): Effect.Effect<Array<number>> =>
-  Effect.map(Effect.promise(() => t.data()), (values) => Array.from(values))
+  Effect.map(readData(t), (values) => Array.from(values))
 
 /** A scalar tensor's value on the host, read asynchronously (see {@link readVector}). */
 export const readScalar = (t: tf.Tensor): Effect.Effect<number> => Effect.map(readVector(t), (values) => values[0]!)

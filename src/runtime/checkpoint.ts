@@ -18,6 +18,7 @@
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, FileSystem, Schema } from "effect"
 import { RunRecordError } from "../domain/errors.ts"
+import { readData } from "../domain/tensors.ts"
 import type { OuterState } from "../solvers/outerLoop.ts"
 import { type OptState, stateTensors } from "../solvers/optimizers.ts"
 import { files, writeAtomically } from "./RunRecord.ts"
@@ -49,7 +50,7 @@ export const Checkpoint = Schema.Struct({
 export type Checkpoint = typeof Checkpoint.Type
 
 const encodeTensor = (t: tf.Tensor): Effect.Effect<TensorData> =>
-  Effect.map(Effect.promise(() => t.data() as Promise<Float32Array | Int32Array | Uint8Array>), (values) => ({
+  Effect.map(readData<"float32" | "int32" | "bool">(t), (values) => ({
     dtype: t.dtype as TensorData["dtype"],
     shape: [...t.shape],
     data: Buffer.from(values.buffer, values.byteOffset, values.byteLength).toString("base64")

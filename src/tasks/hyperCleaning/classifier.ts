@@ -20,6 +20,7 @@ import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import type { Residuals, Vector } from "../../domain/Problem.ts"
 import type { RandomSource } from "../../domain/Rng.ts"
+import { readData } from "../../domain/tensors.ts"
 import { softmaxCrossEntropyPerExample } from "../losses.ts"
 
 /**
@@ -299,5 +300,5 @@ export const weightedLossHessianVectorProduct = (
 export const predict = (net: Classifier, data: DataMatrix, y: Vector): Effect.Effect<Int32Array> =>
   Effect.suspend(() => {
     const classes = tf.tidy(() => tf.argMax(net.logits(data, y), 1))
-    return Effect.promise(() => classes.data() as Promise<Int32Array>).pipe(Effect.ensuring(Effect.sync(() => classes.dispose())))
+    return readData<"int32">(classes).pipe(Effect.ensuring(Effect.sync(() => classes.dispose())))
   })
