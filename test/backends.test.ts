@@ -15,7 +15,7 @@ import { createRequire } from "node:module"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
 import type { BilevelProblem } from "../src/domain/Problem.ts"
-import { readVector, vectorValue } from "../src/domain/tensors.ts"
+import { readVector } from "../src/domain/tensors.ts"
 import { gradientDescent } from "../src/dynamics/Dynamics.ts"
 import { backendLayer, lowerLevelSize } from "../src/runtime/autoBackend.ts"
 import * as Backend from "../src/runtime/Backend.ts"
@@ -25,7 +25,7 @@ import { conjugateGradient } from "../src/solvers/linearSolvers.ts"
 import * as Solver from "../src/solvers/Solver.ts"
 import { secondOrderCases, tolerance } from "./support/secondOrderCases.ts"
 import { smoothProblem } from "./support/smoothProblem.ts"
-import { finiteDifferenceGradient, relativeError } from "./support/tf.ts"
+import { finiteDifferenceGradient, relativeError, vectorValue } from "./support/tf.ts"
 
 const installed = (pkg: string) => {
   try {

@@ -11,7 +11,7 @@ import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, wri
 import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { Rng } from "../src/domain/Rng.ts"
-import { tensorScope, vectorValue } from "../src/domain/tensors.ts"
+import { tensorScope } from "../src/domain/tensors.ts"
 import * as Backend from "../src/runtime/Backend.ts"
 import * as Checkpoint from "../src/runtime/checkpoint.ts"
 import { firstStepDifference } from "../src/runtime/replay.ts"
@@ -22,6 +22,7 @@ import { adam, nesterovSgd } from "../src/solvers/optimizers.ts"
 import { initialState, type OuterState, outerSteps } from "../src/solvers/outerLoop.ts"
 import { quadratic } from "../src/tasks/quadratic.ts"
 import { start } from "./support/cli.ts"
+import { vectorValue } from "./support/tf.ts"
 
 const scratch = mkdtempSync(path.join(tmpdir(), "bilevel-checkpoint-test-"))
 let dirs = 0

@@ -8,7 +8,6 @@
 import { assert, layer } from "@effect/vitest"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
-import { vectorValue } from "../src/domain/tensors.ts"
 import { gradientDescent, nesterovMomentum } from "../src/dynamics/Dynamics.ts"
 import { iterateY } from "../src/dynamics/Iterate.ts"
 import { take, unroll } from "../src/dynamics/iterates.ts"
@@ -18,6 +17,7 @@ import { reverse } from "../src/solvers/reverse.ts"
 import * as Solver from "../src/solvers/Solver.ts"
 import { atPoint, pulledTowards } from "./support/lowerLevel.ts"
 import { smoothProblem } from "./support/smoothProblem.ts"
+import { vectorValue } from "./support/tf.ts"
 
 const relativeError = (a: ReadonlyArray<number>, b: ReadonlyArray<number>) =>
   Math.hypot(...a.map((ai, i) => ai - b[i]!)) / Math.max(Math.hypot(...b), 1e-12)

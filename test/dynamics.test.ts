@@ -4,13 +4,13 @@
 import { assert, layer } from "@effect/vitest"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Stream } from "effect"
-import { vectorValue } from "../src/domain/tensors.ts"
 import { bda, fista, gradientDescent, nesterovMomentum } from "../src/dynamics/Dynamics.ts"
 import { iterateY } from "../src/dynamics/Iterate.ts"
 import { stopAtResidual, stopAtStep, take, unroll } from "../src/dynamics/iterates.ts"
 import { last, minResidual, pessimistic } from "../src/dynamics/selection.ts"
 import * as Backend from "../src/runtime/Backend.ts"
 import { atPoint, pulledTowards, scripted, trajectory } from "./support/lowerLevel.ts"
+import { vectorValue } from "./support/tf.ts"
 
 const close = (actual: ReadonlyArray<number>, expected: ReadonlyArray<number>, tolerance = 1e-6) => {
   assert.strictEqual(actual.length, expected.length)

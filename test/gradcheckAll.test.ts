@@ -10,11 +10,11 @@ import { assert, layer } from "@effect/vitest"
 import { Effect, Layer, Schema } from "effect"
 import * as Backend from "../src/runtime/Backend.ts"
 import { Rng } from "../src/domain/Rng.ts"
-import { vectorValue } from "../src/domain/tensors.ts"
 import { checkSolver, gradcheck } from "../src/runtime/gradcheck.ts"
 import { firstOrderMethod, methods } from "../src/solvers/methods.ts"
 import { quadratic } from "../src/tasks/quadratic.ts"
 import { syntheticDataDir } from "./support/syntheticIdx.ts"
+import { vectorValue } from "./support/tf.ts"
 
 const dataDir = syntheticDataDir()
 const cleaning = { dataDir, trainSize: 40, valSize: 40, testSize: 40, hidden: 6 }

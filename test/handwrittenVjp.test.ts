@@ -11,7 +11,6 @@ import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Layer, Schema } from "effect"
 import { writeSyntheticTrainingFile } from "../bench/syntheticData.ts"
 import { make as makeRng, Rng } from "../src/domain/Rng.ts"
-import { vectorValue } from "../src/domain/tensors.ts"
 import { bda, type Dynamics, fista, gradientDescent, nesterovMomentum } from "../src/dynamics/Dynamics.ts"
 import * as Backend from "../src/runtime/Backend.ts"
 import * as Solver from "../src/solvers/Solver.ts"
@@ -21,6 +20,7 @@ import { hyperCleaning } from "../src/tasks/hyperCleaning.ts"
 import * as Classifier from "../src/tasks/hyperCleaning/classifier.ts"
 import { vjp } from "../src/solvers/vjp.ts"
 import { smoothProblem } from "./support/smoothProblem.ts"
+import { vectorValue } from "./support/tf.ts"
 
 const syntheticData = writeSyntheticTrainingFile(200, 6)
 

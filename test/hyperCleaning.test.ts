@@ -15,7 +15,6 @@ import { tmpdir } from "node:os"
 import * as path from "node:path"
 import type { BilevelProblem } from "../src/domain/Problem.ts"
 import { make as makeRng, Rng } from "../src/domain/Rng.ts"
-import { vectorValue } from "../src/domain/tensors.ts"
 import * as Backend from "../src/runtime/Backend.ts"
 import { table3 } from "../src/runtime/reproduce/table3.ts"
 import { gradcheck } from "../src/runtime/gradcheck.ts"
@@ -28,7 +27,7 @@ import { drawCleaningData } from "../src/tasks/hyperCleaning/split.ts"
 import { accuracy, cleaningScores } from "../src/tasks/metrics.ts"
 import { fashionMnistDir } from "../src/tasks/mnistLike.ts"
 import { syntheticDataDir } from "./support/syntheticIdx.ts"
-import { relativeError } from "./support/tf.ts"
+import { relativeError, vectorValue } from "./support/tf.ts"
 
 const dataDir = syntheticDataDir()
 const scratch = mkdtempSync(path.join(tmpdir(), "bilevel-hc-run-"))

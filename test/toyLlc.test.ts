@@ -8,10 +8,10 @@ import { assert, layer } from "@effect/vitest"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Layer, Schema } from "effect"
 import { Rng } from "../src/domain/Rng.ts"
-import { vectorValue } from "../src/domain/tensors.ts"
 import * as Backend from "../src/runtime/Backend.ts"
 import { gradcheck } from "../src/runtime/gradcheck.ts"
 import { toyLlc, toyLlcProblem } from "../src/tasks/toyLlc.ts"
+import { vectorValue } from "./support/tf.ts"
 
 const scalar = (t: tf.Tensor) => t.dataSync()[0]!
 

@@ -8,12 +8,12 @@ import { assert, layer } from "@effect/vitest"
 import * as tf from "@tensorflow/tfjs-core"
 import { NodeServices } from "@effect/platform-node"
 import { Effect, Layer, Schema } from "effect"
-import { vectorValue } from "../src/domain/tensors.ts"
 import * as Backend from "../src/runtime/Backend.ts"
 import { iaGm, iaGmA, iapttGm, rhg } from "../src/solvers/methods.ts"
 import { solve } from "../src/solvers/Solver.ts"
 import { tailStatistics, toyNonconvex, xStar } from "../src/tasks/toyNonconvex.ts"
 import { Rng } from "../src/domain/Rng.ts"
+import { vectorValue } from "./support/tf.ts"
 
 const clip = (v: number) => Math.min(2, Math.max(-2, v))
 

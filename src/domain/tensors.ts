@@ -39,12 +39,6 @@ export const readVector = (t: tf.Tensor): Effect.Effect<Array<number>> =>
 /** A scalar tensor's value on the host, read asynchronously (see {@link readVector}). */
 export const readScalar = (t: tf.Tensor): Effect.Effect<number> => Effect.map(readVector(t), (values) => values[0]!)
 
-/** Reads a scalar tensor to the host synchronously (cpu, wasm: tests and diagnostics). */
-export const scalarValue = (t: tf.Tensor): number => t.dataSync()[0]!
-
-/** Reads a flat tensor to the host synchronously as plain numbers (cpu, wasm: tests and diagnostics). */
-export const vectorValue = (t: tf.Tensor): Array<number> => Array.from(t.dataSync())
-
 /** Identity: the projection onto an unconstrained set. */
 export const identity = <T>(t: T): T => t
 

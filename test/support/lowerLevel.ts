@@ -5,7 +5,7 @@
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Stream } from "effect"
 import type { BilevelProblem } from "../../src/domain/Problem.ts"
-import { vectorValue } from "../../src/domain/tensors.ts"
+import { vectorValue } from "./tf.ts"
 import type { Dynamics } from "../../src/dynamics/Dynamics.ts"
 import { type Iterate, iterateY, LowerLevel } from "../../src/dynamics/Iterate.ts"
 import { type Iterates, unroll } from "../../src/dynamics/iterates.ts"

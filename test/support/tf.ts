@@ -63,3 +63,6 @@ export const relativeError = (a: ArrayLike<number>, b: ArrayLike<number>): numbe
   }
   return Math.sqrt(diff) / Math.max(Math.sqrt(ref), 1e-12)
 }
+
+/** Reads a flat tensor to the host synchronously (cpu and wasm; the framework itself reads asynchronously). */
+export const vectorValue = (t: tf.Tensor): Array<number> => Array.from(t.dataSync())
