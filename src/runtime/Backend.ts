@@ -52,10 +52,27 @@ const require = createRequire(import.meta.url)
 interface Loader {
   readonly tfjsName: string
   readonly load: () => Promise<void>
+  /** How many threads its kernels may use, read from the environment; absent: one. */
+  readonly threads?: Effect.Effect<number, BackendUnavailable>
+  /** Selects it (`select`) on `threads` threads and says how many it got; absent: `select` alone, one. */
+  readonly start?: (threads: number, select: () => Promise<void>) => Promise<number>
   /** Runs once the backend is active. */
   readonly ready?: () => void
   readonly hint: string
 }
+
+/** `BILEVEL_WASM_THREADS`: how many threads the wasm backend's kernels use (the tfjs backend is process-wide). */
+const wasmThreads = Config.Int("BILEVEL_WASM_THREADS").pipe(
+  Config.withDefault(defaultWasmThreads()),
+  Effect.filterOrFail((n) => n >= 1),
+  Effect.mapError(() =>
+    new BackendUnavailable({
+      backend: "wasm",
+      reason: "BILEVEL_WASM_THREADS is not a whole number ≥ 1",
+      hint: "Set it to the number of threads the wasm kernels may use (1: tfjs's single-thread build), or unset it."
+    })
+  )
+)
 
 /**
  * Dawn (the `webgpu` package) as `navigator.gpu`, failing when it finds no adapter (no Vulkan device).
@@ -114,6 +131,8 @@ const loaders: Record<BackendName, Loader> = {
       // In Node the default lookup misses the .wasm binaries; they sit beside the package's entry.
       wasm.setWasmPaths(path.dirname(require.resolve("@tensorflow/tfjs-backend-wasm")) + path.sep)
     },
+    threads: wasmThreads,
+    start: initializeWasmThreads,
     ready: installWasmKernels,
     hint: "Reinstall the project's dependencies (npm ci), or use --backend cpu."
   },
@@ -161,19 +180,6 @@ const registerGradients = async () => {
   installSecondOrderGradients()
 }
 
-/** `BILEVEL_WASM_THREADS`: how many threads the wasm backend's kernels use (the tfjs backend is process-wide). */
-const wasmThreads = Config.Int("BILEVEL_WASM_THREADS").pipe(
-  Config.withDefault(defaultWasmThreads()),
-  Effect.filterOrFail((n) => n >= 1),
-  Effect.mapError(() =>
-    new BackendUnavailable({
-      backend: "wasm",
-      reason: "BILEVEL_WASM_THREADS is not a whole number ≥ 1",
-      hint: "Set it to the number of threads the wasm kernels may use (1: tfjs's single-thread build), or unset it."
-    })
-  )
-)
-
 const acquire = (name: BackendName, threads: number) =>
   Effect.tryPromise({
     try: async () => {
@@ -185,7 +191,7 @@ const acquire = (name: BackendName, threads: number) =>
         if (!(await tf.setBackend(loader.tfjsName))) throw new Error(`tfjs could not initialize "${loader.tfjsName}"`)
         await tf.ready()
       }
-      const used = name === "wasm" ? await initializeWasmThreads(threads, select) : (await select(), 1)
+      const used = loader.start === undefined ? (await select(), 1) : await loader.start(threads, select)
       loader.ready?.()
       tf.engine().startScope()
       return { name, tfjsName: loader.tfjsName, threads: used }
@@ -203,7 +209,7 @@ export const layer = (name: BackendName): Layer.Layer<Backend, BackendUnavailabl
   Layer.effect(
     Backend,
     Effect.acquireRelease(
-      name === "wasm" ? Effect.flatMap(wasmThreads, (threads) => acquire(name, threads)) : acquire(name, 1),
+      Effect.flatMap(loaders[name].threads ?? Effect.succeed(1), (threads) => acquire(name, threads)),
       () => Effect.sync(() => tf.engine().endScope())
     ).pipe(
       Effect.map(Backend.of)
