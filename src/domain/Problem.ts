@@ -48,7 +48,7 @@ export interface BilevelProblem {
   ) => { readonly x: Vector; readonly y: Vector }
   /**
    * ∇_y f(x, y) (equal, op for op, to `lowerGradient`) together with the intermediates a
-   * `lowerHessianVectorProduct` at the same (x, y) would otherwise recompute (a model's logits, its
+   * `lowerHessianVectorProduct` at the same (x, y) would otherwise recompute (a model's outputs, its
    * data-weighted residual): a gradient step keeps them beside its iterate, and the reverse pass hands
    * them back, as JAX's `linearize` keeps its residuals. Given them, the product must equal the one
    * computed without.

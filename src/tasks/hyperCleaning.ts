@@ -117,7 +117,7 @@ const release = (t: Tensors) =>
 
 /**
  * The bilevel problem of a hyper-cleaning instance, with ∇_y f and its Hessian-vector products in
- * closed form; a gradient step keeps its logits and Aᵀ G for the reverse pass's product at the same point.
+ * closed form; a gradient step keeps its class probabilities and Aᵀ G for the reverse pass's product at the same point.
  */
 export const cleaningProblem = (net: Classifier.Classifier, t: Tensors): BilevelProblem => ({
   upper: (_x, y) => tf.mean(Classifier.crossEntropies(net, t.validation, t.validationLabels, y)),

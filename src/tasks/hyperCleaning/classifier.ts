@@ -236,8 +236,8 @@ export const weightedLoss = (net: Classifier, data: DataMatrix, oneHot: tf.Tenso
 
 /**
  * ∇_y f in closed form, with what a Hessian-vector product at (x, y) reuses: ∂f/∂logits =
- * G = diag(σ(x)/n)(softmax(Z) − Y) with Z the logits, then the net's backward pass, which makes
- * S = Aᵀ G. Residuals [Z, S]. `tf.softmax` is safe here: its gradient is rebuilt from its input by
+ * G = diag(σ(x)/n)(P − Y) with P = softmax(logits), then the net's backward pass, which makes
+ * S = Aᵀ G. Residuals [P, S]. `tf.softmax` is safe here: its gradient is rebuilt from its input by
  * `installSecondOrderGradients`.
  */
 export const weightedLossLinearization = (
@@ -248,10 +248,10 @@ export const weightedLossLinearization = (
   y: Vector
 ): { readonly gradient: Vector; readonly residuals: Residuals } => {
   const rowWeights = tf.reshape(tf.div(tf.sigmoid(x), data.rows), [data.rows, 1])
-  const logits = net.logits(data, y)
-  const g = tf.mul(tf.sub(tf.softmax(logits), oneHot), rowWeights) as tf.Tensor2D
+  const p = tf.softmax(net.logits(data, y))
+  const g = tf.mul(tf.sub(p, oneHot), rowWeights) as tf.Tensor2D
   const { dataGradient, gradient } = net.backward(data, y, g)
-  return { gradient, residuals: [logits, dataGradient] }
+  return { gradient, residuals: [p, dataGradient] }
 }
 
 /** ∇_y f in closed form (differentiable: hypergradients by autodiff differentiate it). */
@@ -266,7 +266,7 @@ export const weightedLossGradient = (net: Classifier, data: DataMatrix, oneHot: 
  *     ∂/∂x_i = σ'(x_i)/n · ⟨P_i − Y_i, D_i⟩
  *     ∂/∂y   = Jᵀ G₂ + ∂_y⟨G, J(y)·v⟩,  G = diag(r)(P − Y),  G₂ = diag(r)(P ⊙ D − P ⊙ rowsum(P ⊙ D))
  *
- * Given the residuals [Z, S = AᵀG] of {@link weightedLossLinearization} at (x, y), two passes over
+ * Given the residuals [P, S = AᵀG] of {@link weightedLossLinearization} at (x, y), two passes over
  * the data, c columns each (D and AᵀG₂), and no tape: a reverse-mode hypergradient step then costs
  * about one forward step. Without them it computes them first (two passes more). Used only to first
  * order, so any op may appear; the tests check it against autodiff of {@link weightedLossGradient}.
@@ -280,11 +280,13 @@ export const weightedLossHessianVectorProduct = (
   v: Vector,
   residuals?: Residuals
 ): { readonly x: Vector; readonly y: Vector } => {
-  const [logits, dataGradient] = residuals ?? weightedLossLinearization(net, data, oneHot, x, y).residuals
+  const [p, dataGradient] = (residuals ?? weightedLossLinearization(net, data, oneHot, x, y).residuals) as readonly [
+    tf.Tensor2D,
+    tf.Tensor2D
+  ]
   const weights = tf.sigmoid(x)
   const rowWeights = tf.reshape(tf.div(weights, data.rows), [data.rows, 1])
   const tangent = net.tangent(data, y, v)
-  const p = tf.softmax(logits!)
   const residual = tf.sub(p, oneHot)
   const pd = tf.mul(p, tangent)
   const g2 = tf.mul(tf.sub(pd, tf.mul(p, tf.sum(pd, 1, true))), rowWeights) as tf.Tensor2D
@@ -292,7 +294,7 @@ export const weightedLossHessianVectorProduct = (
   const sigmoidPrime = tf.div(tf.mul(weights, tf.sub(1, weights)), data.rows)
   return {
     x: tf.mul(tf.sum(tf.mul(residual, tangent), 1), sigmoidPrime),
-    y: net.hessianBackward(data, y, v, { g, dataGradient: dataGradient as tf.Tensor2D }, g2)
+    y: net.hessianBackward(data, y, v, { g, dataGradient }, g2)
   }
 }
 
