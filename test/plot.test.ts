@@ -1,10 +1,10 @@
 import { NodeServices } from "@effect/platform-node"
 import { assert, describe, it, vi } from "@effect/vitest"
 import { Effect, FileSystem } from "effect"
-import { XMLParser, XMLValidator } from "fast-xml-parser"
 import { compareRuns } from "../src/runtime/compare.ts"
 import { plotRuns, svgToPng, writePlot } from "../src/runtime/plot.ts"
 import * as RunRecord from "../src/runtime/RunRecord.ts"
+import { elements, parseSvg, withClass } from "./support/svg.ts"
 
 // Labels with a comma, a quote and a pipe, so CSV quoting and Markdown escaping are exercised.
 const specs = [
@@ -56,23 +56,6 @@ const readRuns = Effect.gen(function*() {
   return yield* Effect.forEach(specs, (_, i) => RunRecord.read(`${root}/run${i}`))
 })
 
-/** Every element named `tag` under `node` in fast-xml-parser's object form. */
-const elements = (node: unknown, tag: string): Array<Record<string, unknown>> =>
-  typeof node !== "object" || node === null
-    ? []
-    : Object.entries(node).flatMap(([key, child]) =>
-      (Array.isArray(child) ? child : [child]).flatMap((c) => [
-        ...(key === tag && typeof c === "object" ? [c as Record<string, unknown>] : []),
-        ...elements(c, tag)
-      ])
-    )
-const withClass = (node: unknown, tag: string, cls: string) =>
-  elements(node, tag).filter((e) => String(e["@_class"]).split(" ").includes(cls))
-
-const parseSvg = (svg: string) => {
-  assert.strictEqual(XMLValidator.validate(svg), true)
-  return new XMLParser({ ignoreAttributes: false, parseTagValue: false }).parse(svg) as unknown
-}
 
 /** The records of an RFC 4180 document that ends with CRLF, unquoted. */
 const parseCsv = (text: string): Array<Array<string>> => {
