@@ -15,7 +15,7 @@
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, FileSystem, Schema, type Scope, Stream } from "effect"
 import type { Cost } from "../src/domain/Cost.ts"
-import type { DatasetError } from "../src/domain/errors.ts"
+import type { DatasetError, HypergradientFailed, InvalidSolver } from "../src/domain/errors.ts"
 import type { BilevelProblem, Vector } from "../src/domain/Problem.ts"
 import { Rng } from "../src/domain/Rng.ts"
 import { readVector, tensorScope } from "../src/domain/tensors.ts"
@@ -83,7 +83,7 @@ const release = (s: Solver.Solution) => tf.dispose([s.gradX, s.gradZ, s.y])
  * `warmup` + `reps` pairs of (forward trajectory, hypergradient), interleaved so that both see the
  * same load. The last hypergradient (gradX, to the host) is returned for comparisons.
  */
-const measurePair = (solver: Solver.Solver, problem: BilevelProblem, x0: Vector, y0: Vector, repetitions: Repetitions) =>
+const measurePair = (solver: Solver.Bounded, problem: BilevelProblem, x0: Vector, y0: Vector, repetitions: Repetitions) =>
   Effect.gen(function*() {
     for (let i = 0; i < repetitions.warmup; i++) {
       yield* Solver.upperAt(solver, problem, x0, y0)
@@ -227,11 +227,11 @@ export const forcedIndex = (kbar: number): Selection => ({
 })
 
 /** The reverse pass alone (hypergradient strategy on a finished trajectory), timed. */
-const reversePass = (solver: Solver.Solver, problem: BilevelProblem, x: Vector, y0: Vector) =>
+const reversePass = (solver: Solver.Bounded, problem: BilevelProblem, x: Vector, y0: Vector) =>
   tensorScope(Effect.gen(function*() {
     const trajectory = yield* solver.selection.select(solver.inner(unroll(solver.dynamics, y0)), solver.hypergradient.needsPrefix)
     return yield* timed(solver.hypergradient.compute(solver.dynamics, trajectory))
-  })).pipe(Effect.provideService(LowerLevel, { problem, x, meter: { sample: () => {}, peakBytes: () => 0 } }))
+  })).pipe(Effect.provideService(LowerLevel, { at: () => problem, x, meter: { sample: () => {}, peakBytes: () => 0 } }))
 
 /** IAPTT-GM's reverse pass at forced k̄ = K/4, K/2, K: its cost follows k̄, not K. */
 export const truncationSuite = (options: Options) =>
@@ -395,7 +395,7 @@ export const profileSuite = (options: Options) =>
     return rows
   })
 
-export type Suite = (options: Options) => Effect.Effect<Array<Row>, DatasetError, Needs>
+export type Suite = (options: Options) => Effect.Effect<Array<Row>, DatasetError | InvalidSolver | HypergradientFailed, Needs>
 
 export const suites: Record<string, Suite> = {
   "hyper-cleaning": hyperCleaningSuite,

@@ -10,6 +10,7 @@ import { Effect, Layer, Schema, Stream } from "effect"
 import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
+import * as Random from "../src/domain/Random.ts"
 import { Rng } from "../src/domain/Rng.ts"
 import { tensorScope } from "../src/domain/tensors.ts"
 import * as Backend from "../src/runtime/Backend.ts"
@@ -142,7 +143,7 @@ layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer))("checkpoint and res
         Effect.gen(function*() {
           const xs: Array<Array<number>> = []
           let saved: Checkpoint.Checkpoint | undefined
-          yield* outerSteps(solver, instance.problem, state, optimizers).pipe(
+          yield* outerSteps(solver, instance.problem, state, optimizers, Random.key(0)).pipe(
             Stream.take(n),
             Stream.runForEach((step) =>
               Effect.gen(function*() {

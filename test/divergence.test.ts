@@ -12,6 +12,7 @@ import { tmpdir } from "node:os"
 import * as path from "node:path"
 import type { Diverged } from "../src/domain/errors.ts"
 import type { BilevelProblem } from "../src/domain/Problem.ts"
+import * as Random from "../src/domain/Random.ts"
 import { tensorScope } from "../src/domain/tensors.ts"
 import { gradientDescent } from "../src/dynamics/Dynamics.ts"
 import * as Backend from "../src/runtime/Backend.ts"
@@ -38,12 +39,13 @@ const diverge = (method: string, settings: Record<string, unknown>) =>
   })
 
 /** Pulls outer steps of a hand-made problem until the loop fails. */
-const divergeLoop = (problem: BilevelProblem, solver: Solver.Solver, x0: Array<number>, z0: Array<number>, optimizers: UpperOptimizers) =>
+const divergeLoop = (problem: BilevelProblem, solver: Solver.Bounded, x0: Array<number>, z0: Array<number>, optimizers: UpperOptimizers) =>
   Effect.suspend(() =>
-    outerSteps(solver, problem, initialState(tf.tensor1d(x0), tf.tensor1d(z0), optimizers), optimizers).pipe(
+    outerSteps(solver, problem, initialState(tf.tensor1d(x0), tf.tensor1d(z0), optimizers), optimizers, Random.key(0)).pipe(
       Stream.take(5),
       Stream.runDrain,
-      Effect.flip
+      Effect.flip,
+      Effect.map((error) => error as Diverged)
     )
   ).pipe(tensorScope)
 

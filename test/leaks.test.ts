@@ -7,6 +7,7 @@ import { NodeServices } from "@effect/platform-node"
 import { assert, layer } from "@effect/vitest"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Layer, Schema, Stream } from "effect"
+import * as Random from "../src/domain/Random.ts"
 import { Rng } from "../src/domain/Rng.ts"
 import { tensorScope } from "../src/domain/tensors.ts"
 import { gradientDescent } from "../src/dynamics/Dynamics.ts"
@@ -24,14 +25,14 @@ import { smoothProblem } from "./support/smoothProblem.ts"
  * is pulled; the last one belongs to the enclosing scope, as in a run.
  */
 const liveAfterEachStep = (
-  solver: Solver.Solver,
+  solver: Solver.Bounded,
   problem: Parameters<typeof outerSteps>[1],
   x0: tf.Tensor,
   z0: tf.Tensor,
   optimizers: Parameters<typeof outerSteps>[3],
   steps: number
 ) =>
-  outerSteps(solver, problem, initialState(x0, z0, optimizers), optimizers).pipe(
+  outerSteps(solver, problem, initialState(x0, z0, optimizers), optimizers, Random.key(0)).pipe(
     Stream.take(steps),
     Stream.map(() => tf.memory()),
     Stream.runCollect,

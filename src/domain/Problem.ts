@@ -13,6 +13,8 @@
  * `src/runtime/gradients.ts`): every hypergradient differentiates ∇_y f.
  */
 import type * as tf from "@tensorflow/tfjs-core"
+import * as Random from "./Random.ts"
+import type { RandomSource } from "./Rng.ts"
 
 /** A flat float32 vector (rank 1 by convention; tfjs types it as a plain Tensor). */
 export type Vector = tf.Tensor
@@ -58,4 +60,52 @@ export interface BilevelProblem {
   readonly projectX?: (x: Vector) => Vector
   /** Proj_Y, the projection onto the LL feasible set; identity when absent. */
   readonly projectY?: (y: Vector) => Vector
+  /**
+   * The problem on one draw of its data: f (and its hooks) on an LL minibatch, F on a UL minibatch,
+   * both drawn from `random`. Absent: full batch, the problem itself at every step. The draw must
+   * depend on `random` alone (src/domain/Random.ts), so that every consumer of a step regenerates
+   * the same sample; tensors it makes belong to the caller's scope.
+   */
+  readonly sample?: (random: RandomSource) => BilevelProblem
+  /**
+   * A meta-batch: the episodes of one outer step, drawn from `random`, each a sub-problem sharing x
+   * with its own LL variable. The outer step averages their hypergradients.
+   */
+  readonly episodes?: (random: RandomSource) => ReadonlyArray<Episode>
 }
+
+/**
+ * One episode of a meta-batch: a bilevel problem in (φ, y) with φ = encode(x), e.g. a backbone's
+ * features of the episode's images. `encode` runs once per episode, not at every LL and reverse
+ * step, and returns φ with its pullback, cotangent of φ ↦ (∂φ/∂x)ᵀ cotangent, called once after the
+ * episode's reverse pass; absent, φ = x. `encodeBy` (src/solvers/metaBatch.ts) makes one by autodiff.
+ */
+export interface Episode {
+  readonly problem: BilevelProblem
+  readonly encode?: (x: Vector) => { readonly value: Vector; readonly vjp: (cotangent: Vector) => Vector }
+}
+
+/**
+ * What a draw is for, so that draws for different uses at the same index are independent: the LL
+ * step k ("lower", k), the UL objective of an outer step ("upper", 0), the j-th product of an
+ * adjoint or linear solve ("adjoint", j).
+ */
+export type Purpose = "lower" | "upper" | "adjoint"
+
+/** The problem drawn for `purpose` at `index`: a pure function of the position, see {@link draws}. */
+export type Draw = (purpose: Purpose, index: number) => BilevelProblem
+
+/**
+ * The draws of `problem` below `key` (an outer step's, or one episode's): the problem itself when it
+ * has no sampler, else `sample` on the source at key/purpose/index. Nothing is cached: a consumer
+ * that needs step k's sample again regenerates it.
+ */
+export const draws = (problem: BilevelProblem, key: Random.Key): Draw => {
+  const sample = problem.sample
+  return sample === undefined
+    ? () => problem
+    : (purpose, index) => sample(Random.random(Random.path(key, purpose, index)))
+}
+
+/** The problem on all of its data: no sampler and no meta-batch (for metrics and ground truth). */
+export const fullBatch = ({ episodes: _episodes, sample: _sample, ...problem }: BilevelProblem): BilevelProblem => problem

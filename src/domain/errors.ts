@@ -88,3 +88,25 @@ export class ReplayMismatch extends Schema.TaggedError<ReplayMismatch>()("Replay
       `The run is not reproducible on this backend and version (see \`bilevel replay --help\`).`
   }
 }
+
+/** A solver composed of parts that do not fit together (found where the types could not see it). */
+export class InvalidSolver extends Schema.TaggedError<InvalidSolver>()("InvalidSolver", {
+  solver: Schema.String,
+  problem: Schema.String,
+  hint: Schema.String
+}) {
+  override get message() {
+    return `Solver ${this.solver}: ${this.problem}. ${this.hint}`
+  }
+}
+
+/** A hypergradient strategy could not produce a trustworthy result (a linear solve broke down, say). */
+export class HypergradientFailed extends Schema.TaggedError<HypergradientFailed>()("HypergradientFailed", {
+  strategy: Schema.String,
+  problem: Schema.String,
+  hint: Schema.String
+}) {
+  override get message() {
+    return `Hypergradient ${this.strategy}: ${this.problem}. ${this.hint}`
+  }
+}

@@ -9,6 +9,7 @@ import * as tf from "@tensorflow/tfjs-core"
 import type { BilevelProblem, Residuals, Vector } from "../domain/Problem.ts"
 import { identity } from "../domain/tensors.ts"
 import type { State } from "./Iterate.ts"
+import { type StepSize, stepSizeAt, stepSizeName } from "./schedules.ts"
 
 export interface Dynamics {
   readonly name: string
@@ -114,12 +115,16 @@ const linearizedUpdate = (rule: UpdateRule) => (problem: BilevelProblem): Linear
     : undefined
 }
 
-/** Projected gradient descent: y_{k+1} = Proj_Y(y_k − α ∇_y f(x, y_k)). */
-export const gradientDescent = (options: { readonly lr: number }): Dynamics => {
+/**
+ * Projected gradient descent: y_{k+1} = Proj_Y(y_k − α_k ∇_y f(x, y_k)), α_k constant or a
+ * schedule; on a sampled problem, ∇_y f of step k's minibatch (SGD).
+ */
+export const gradientDescent = (options: { readonly lr: StepSize }): Dynamics => {
+  const lr = (k: number) => stepSizeAt(options.lr, k)
   const rule: UpdateRule = {
-    name: `gd(lr=${options.lr})`,
+    name: `gd(lr=${stepSizeName(options.lr)})`,
     initAux: () => [],
-    update: (g, y) => [tf.sub(y, tf.mul(options.lr, g)), []]
+    update: (g, y, _aux, k) => [tf.sub(y, tf.mul(lr(k), g)), []]
   }
   return {
     ...fromUpdate(rule),
@@ -127,9 +132,9 @@ export const gradientDescent = (options: { readonly lr: number }): Dynamics => {
     // y' = y − α∇_y f: ā_y = a − α∇²_yy f·a, ā_x = −α∇²_xy f·a.
     vjp: (problem) => {
       const hvp = closedFormHvp(problem)
-      return hvp && ((x, [y], _k, [a], residuals) => {
+      return hvp && ((x, [y], k, [a], residuals) => {
         const h = hvp(x, y!, a!, residuals)
-        return { x: tf.mul(-options.lr, h.x), state: [tf.sub(a!, tf.mul(options.lr, h.y))] }
+        return { x: tf.mul(-lr(k), h.x), state: [tf.sub(a!, tf.mul(lr(k), h.y))] }
       })
     }
   }
@@ -170,11 +175,11 @@ export const nesterovMomentum = (options: { readonly lr: number; readonly moment
  * y_{k+1} = Proj_Y(u_k − α ∇f(u_k)), u_{k+1} = y_{k+1} + ((t_k − 1)/t_{k+1}) (y_{k+1} − y_k).
  * State [y_k, u_k]; t_k depends on k alone, so it is computed on the host.
  */
-export const fista = (options: { readonly lr: number }): Dynamics => ({
-  name: `fista(lr=${options.lr})`,
+export const fista = (options: { readonly lr: StepSize }): Dynamics => ({
+  name: `fista(lr=${stepSizeName(options.lr)})`,
   init: (y0) => [y0, y0],
   step: (problem, x, [y, u], k) => {
-    const next = projectY(problem)(tf.sub(u!, tf.mul(options.lr, lowerGradient(problem, x, u!, k))))
+    const next = projectY(problem)(tf.sub(u!, tf.mul(stepSizeAt(options.lr, k), lowerGradient(problem, x, u!, k))))
     const momentum = (fistaT(k) - 1) / fistaT(k + 1)
     return [next, tf.add(next, tf.mul(momentum, tf.sub(next, y!)))]
   }

@@ -6,7 +6,7 @@
  * scope owns them all.
  */
 import { Context } from "effect"
-import type { BilevelProblem, Residuals, Vector } from "../domain/Problem.ts"
+import type { Draw, Residuals, Vector } from "../domain/Problem.ts"
 
 export type State = ReadonlyArray<Vector>
 
@@ -34,9 +34,14 @@ export interface CostMeter {
   readonly peakBytes: () => number
 }
 
-/** The lower-level problem at the current upper-level point x: what every LL stream reads. */
+/**
+ * The lower-level problem at the current upper-level point x: what every LL stream reads. Step k
+ * sees `at("lower", k)`, the UL objective `at("upper", 0)`, an adjoint's j-th product
+ * `at("adjoint", j)`: full-batch problems give themselves, sampled ones the draw at that position,
+ * the same each time it is asked for.
+ */
 export class LowerLevel extends Context.Service<LowerLevel, {
-  readonly problem: BilevelProblem
+  readonly at: Draw
   readonly x: Vector
   readonly meter: CostMeter
 }>()("effect-bilevel/dynamics/LowerLevel") {}

@@ -3,7 +3,7 @@
  * from iterate stream to iterate stream, so a solver's inner loop reads top to bottom in `pipe`.
  */
 import * as tf from "@tensorflow/tfjs-core"
-import type { BilevelProblem, Vector } from "../domain/Problem.ts"
+import type { Draw, Vector } from "../domain/Problem.ts"
 import { Effect, Stream } from "effect"
 import { norm, readScalar, tidy } from "../domain/tensors.ts"
 import type { Dynamics } from "./Dynamics.ts"
@@ -19,8 +19,8 @@ export type Iterates = Stream.Stream<Iterate, never, LowerLevel>
  * has a linearized step for the problem, each iterate also holds its step's residuals.
  */
 export const unroll = (dynamics: Dynamics, y0: Vector): Iterates =>
-  Stream.unwrap(Effect.map(Effect.service(LowerLevel), ({ meter, problem, x }) => {
-    const next = nextIterate(dynamics, problem, x)
+  Stream.unwrap(Effect.map(Effect.service(LowerLevel), ({ at, meter, x }) => {
+    const next = nextIterate(dynamics, at, x)
     return iterateLazily(
       (): Iterate => ({ k: 0, state: tidy(() => dynamics.init(y0)) }),
       (previous): Iterate => {
@@ -32,17 +32,22 @@ export const unroll = (dynamics: Dynamics, y0: Vector): Iterates =>
   }))
 
 /**
- * One step of `dynamics` from an iterate, in its own tidy: the linearized step (keeping residuals)
- * where the dynamics has one for `problem`, the plain step otherwise. The reverse pass recomputes
- * checkpointed segments with it, so they hold what the forward pass held.
+ * One step of `dynamics` from an iterate, in its own tidy, on the problem drawn for it
+ * (`at("lower", k)`, which also draws its minibatch): the linearized step (keeping residuals) where
+ * the dynamics has one for that problem, the plain step otherwise. The reverse pass recomputes
+ * checkpointed segments with it, so they hold, and sample, what the forward pass did.
  */
-export const nextIterate = (dynamics: Dynamics, problem: BilevelProblem, x: Vector) => {
-  const linearized = dynamics.linearizedStep?.(problem)
-  return (previous: Iterate): Iterate =>
-    linearized === undefined
-      ? { k: previous.k + 1, state: tidy(() => dynamics.step(problem, x, previous.state, previous.k)) }
-      : { k: previous.k + 1, ...tidy(() => linearized(x, previous.state, previous.k)) }
-}
+export const nextIterate = (dynamics: Dynamics, at: Draw, x: Vector) => (previous: Iterate): Iterate =>
+  ({
+    k: previous.k + 1,
+    ...tidy(() => {
+      const problem = at("lower", previous.k)
+      const linearized = dynamics.linearizedStep?.(problem)
+      return linearized === undefined
+        ? { state: dynamics.step(problem, x, previous.state, previous.k) }
+        : linearized(x, previous.state, previous.k)
+    })
+  })
 
 /** take(K): the initial iterate and K steps, y_0 … y_K. */
 export const take = (innerSteps: number) => (self: Iterates): Iterates => Stream.take(self, innerSteps + 1)
@@ -54,9 +59,9 @@ export const take = (innerSteps: number) => (self: Iterates): Iterates => Stream
 export const stopAtResidual = (options: { readonly tolerance: number; readonly alpha: number }) =>
 (self: Iterates): Iterates =>
   Stream.takeUntilEffect(self, (iterate) =>
-    Effect.flatMap(Effect.service(LowerLevel), ({ problem, x }) =>
+    Effect.flatMap(Effect.service(LowerLevel), ({ at, x }) =>
       Effect.map(
-        readScalar(tf.tidy(() => norm(residual(problem, x, iterateY(iterate), options.alpha)))),
+        readScalar(tf.tidy(() => norm(residual(at("lower", iterate.k), x, iterateY(iterate), options.alpha)))),
         (r) => r <= options.tolerance
       )
     ))

@@ -6,7 +6,6 @@
  * when the hypergradient strategy differentiates through it.
  */
 import * as tf from "@tensorflow/tfjs-core"
-import type { Vector } from "../domain/Problem.ts"
 import { Effect, Stream } from "effect"
 import { norm, readScalar, readVector } from "../domain/tensors.ts"
 import { residual } from "./Dynamics.ts"
@@ -42,9 +41,7 @@ const fromCollected = (all: ReadonlyArray<Iterate>, index: number, retainPrefix:
   const selected = all[index]!
   if (!retainPrefix) {
     // Release what no one will read; y_0 belongs to the caller.
-    for (const iterate of all) {
-      if (iterate !== selected && iterate.k > 0) iterateTensors(iterate).forEach((t) => t.dispose())
-    }
+    for (const iterate of all) if (iterate !== selected) release(iterate, [selected])
   }
   return { prefix: retainPrefix ? all.slice(0, index + 1) : [selected], selected, stepsTaken: all.length - 1 }
 }
@@ -56,9 +53,12 @@ const argBest = (values: ReadonlyArray<number>, better: (a: number, b: number) =
   return best
 }
 
+/** A selection's score of an iterate (F, a residual norm), as a scalar tensor. */
+type Score = (iterate: Iterate) => tf.Tensor
+
 /** Scores every iterate in one tidy and one host read. */
-const scoreAll = (all: ReadonlyArray<Iterate>, score: (y: Vector) => tf.Tensor) =>
-  readVector(tf.tidy(() => tf.stack(all.map((iterate) => score(iterateY(iterate))))))
+const scoreAll = (all: ReadonlyArray<Iterate>, score: Score) =>
+  readVector(tf.tidy(() => tf.stack(all.map(score))))
 
 /** Releases an iterate's tensors, except y_0's (the caller's) and any that `kept` still holds. */
 const release = (iterate: Iterate, kept: ReadonlyArray<Iterate>) => {
@@ -77,7 +77,7 @@ const release = (iterate: Iterate, kept: ReadonlyArray<Iterate>) => {
 const selectRetaining = (
   iterates: Iterates,
   retention: { readonly checkpointEvery: number } | { readonly window: number },
-  score?: (y: Vector) => tf.Tensor,
+  score?: Score,
   better: (a: number, b: number) => boolean = () => true
 ): Effect.Effect<Trajectory, never, LowerLevel> => {
   const inWindow = (k: number, end: number) => "window" in retention && k <= end && k >= end - retention.window
@@ -88,7 +88,7 @@ const selectRetaining = (
     iterates,
     () => ({ kept: [] as Array<Iterate>, best: undefined as { readonly iterate: Iterate; readonly value: number } | undefined }),
     ({ best, kept }, iterate) => Effect.map(
-      score === undefined ? Effect.succeed(0) : readScalar(tf.tidy(() => score(iterateY(iterate)))),
+      score === undefined ? Effect.succeed(0) : readScalar(tf.tidy(() => score(iterate))),
       (value) => {
         const next = best === undefined || iterate.k === 1 || (iterate.k > 1 && better(value, best.value))
           ? { iterate, value }
@@ -118,7 +118,7 @@ export const last: Selection = {
       : retainPrefix
       ? Effect.map(Stream.runCollect(iterates), (all) => fromCollected(all, all.length - 1, true))
       : Stream.runFold(iterates, () => undefined as Trajectory | undefined, (previous, iterate) => {
-        if (previous !== undefined && previous.selected.k > 0) iterateTensors(previous.selected).forEach((t) => t.dispose())
+        if (previous !== undefined) release(previous.selected, [iterate])
         return { prefix: [iterate], selected: iterate, stepsTaken: iterate.k }
       }).pipe(Effect.map((trajectory) => trajectory!))
 }
@@ -128,13 +128,15 @@ export const pessimistic: Selection = {
   name: "pessimistic",
   select: (iterates, retainPrefix) =>
     Effect.gen(function*() {
-      const { problem, x } = yield* LowerLevel
+      const { at, x } = yield* LowerLevel
       const higher = (a: number, b: number) => a > b
+      // One UL draw for the whole trajectory: the objective the hypergradient then differentiates.
+      const upper: Score = (iterate) => at("upper", 0).upper(x, iterateY(iterate))
       if (typeof retainPrefix === "object") {
-        return yield* selectRetaining(iterates, retainPrefix, (y) => problem.upper(x, y), higher)
+        return yield* selectRetaining(iterates, retainPrefix, upper, higher)
       }
       const all = yield* Stream.runCollect(iterates)
-      const values = yield* scoreAll(all, (y) => problem.upper(x, y))
+      const values = yield* scoreAll(all, upper)
       return fromCollected(all, argBest(values, higher), retainPrefix)
     })
 }
@@ -144,8 +146,9 @@ export const minResidual = (alpha: number): Selection => ({
   name: `min-residual(α=${alpha})`,
   select: (iterates, retainPrefix) =>
     Effect.gen(function*() {
-      const { problem, x } = yield* LowerLevel
-      const score = (y: Vector) => norm(residual(problem, x, y, alpha))
+      const { at, x } = yield* LowerLevel
+      // The residual on step k's own LL draw, as the tolerance stop measures it.
+      const score: Score = (iterate) => norm(residual(at("lower", iterate.k), x, iterateY(iterate), alpha))
       const lower = (a: number, b: number) => a < b
       if (typeof retainPrefix === "object") {
         return yield* selectRetaining(iterates, retainPrefix, score, lower)

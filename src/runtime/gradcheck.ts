@@ -7,10 +7,14 @@
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import type { Cost } from "../domain/Cost.ts"
+import type { HypergradientFailed, InvalidSolver } from "../domain/errors.ts"
+import * as Random from "../domain/Random.ts"
 import { Rng } from "../domain/Rng.ts"
 import { identity, readVector, tensorScope } from "../domain/tensors.ts"
 import { at } from "../dynamics/selection.ts"
-import { select, type Solver, solve, upperAt } from "../solvers/Solver.ts"
+import { hypergradientAt, valueAt } from "../solvers/metaBatch.ts"
+import { stepKey } from "../solvers/outerLoop.ts"
+import { type Bounded, select } from "../solvers/Solver.ts"
 import type { TaskInstance } from "../tasks/Task.ts"
 import { findMethod, findTask, resolveSettings } from "./settings.ts"
 
@@ -43,8 +47,8 @@ export interface GradcheckResult {
 export const defaultStep = 0.03
 
 /** Implicit, truncated and first-order strategies estimate something other than d/dx of the K-step pipeline. */
-const approximationNote = (solver: Solver): { readonly note?: string } =>
-  solver.hypergradient.needsPrefix && !solver.hypergradient.name.startsWith("reverse(last")
+const approximationNote = (solver: Bounded): { readonly note?: string } =>
+  solver.hypergradient.exact
     ? {}
     : {
       note: `${solver.hypergradient.name} is not the exact derivative of the K-step pipeline: implicit strategies ` +
@@ -66,7 +70,8 @@ const relativeError = (a: ReadonlyArray<number>, b: ReadonlyArray<number>) =>
  * derivative of.
  */
 const finiteDifferences = (
-  solver: Solver,
+  solver: Bounded,
+  key: Random.Key,
   instance: TaskInstance,
   point: ReadonlyArray<number>,
   dimX: number,
@@ -85,7 +90,7 @@ const finiteDifferences = (
   const value = (p: ReadonlyArray<number>) =>
     tensorScope(Effect.suspend(() => {
       const [x, z] = split(p)
-      return upperAt(solver, instance.problem, tf.tensor1d([...x]), tf.tensor1d([...z]))
+      return valueAt(solver, instance.problem, tf.tensor1d([...x]), tf.tensor1d([...z]), key)
     }))
   return yield* Effect.forEach(directions, (d) =>
     Effect.gen(function*() {
@@ -107,15 +112,18 @@ const finiteDifferences = (
 
 /**
  * Checks any solver's hypergradient at (x_0, y_0) of a task instance: against its closed form when
- * it has one, else against finite differences of the solver's own pipeline.
+ * it has one, else against finite differences of the solver's own pipeline. A sampled problem's
+ * samples (minibatches, episodes) are those of the run's first outer step, held fixed: every
+ * perturbed pipeline regenerates the same ones.
  */
 export const checkSolver = Effect.fnUntraced(function*(
-  solver: Solver,
+  solver: Bounded,
   instance: TaskInstance,
-  options: { readonly step?: number | undefined; readonly directions?: number | undefined } = {}
-): Effect.fn.Return<Omit<GradcheckResult, "task" | "method">, never, Rng> {
+  options: { readonly step?: number | undefined; readonly directions?: number | undefined; readonly seed?: number } = {}
+): Effect.fn.Return<Omit<GradcheckResult, "task" | "method">, InvalidSolver | HypergradientFailed, Rng> {
   const rng = yield* Rng
-  const solution = yield* solve(solver, instance.problem, instance.x0, instance.y0)
+  const key = stepKey(Random.key(options.seed ?? 0), 0)
+  const solution = yield* hypergradientAt(solver, instance.problem, instance.x0, instance.y0, key)
   const x = yield* readVector(instance.x0)
   const gradX = yield* readVector(solution.gradX)
   if (instance.exactHypergradient) {
@@ -144,9 +152,10 @@ export const checkSolver = Effect.fnUntraced(function*(
       const n = euclidean(d)
       return d.map((v) => v / n)
     })
-  // The pipeline differentiated is the piece the selection chose: hold its index k̄ while perturbing.
-  const held = select(at(solution.kbar))(solver)
-  const expected = yield* finiteDifferences(held, instance, point, x.length, directions, options.step ?? defaultStep)
+  // The pipeline differentiated is the piece the selection chose: hold its index k̄ while perturbing
+  // (a meta-batch's episodes each have their own: there the perturbation must not move them).
+  const held = solution.kbars === undefined ? select(at(solution.kbar))(solver) : solver
+  const expected = yield* finiteDifferences(held, key, instance, point, x.length, directions, options.step ?? defaultStep)
   const projected = directions.map((d) => d.reduce((s, di, i) => s + di * gradient[i]!, 0))
   return {
     relError: relativeError(projected, expected),

@@ -8,10 +8,15 @@ import * as tf from "@tensorflow/tfjs-core"
 import { Cause, Effect, Exit, Stream } from "effect"
 import { createRequire } from "node:module"
 import { RunRecordError } from "../domain/errors.ts"
+import { fullBatch } from "../domain/Problem.ts"
+import * as Random from "../domain/Random.ts"
 import { Rng } from "../domain/Rng.ts"
 import { tensorScope } from "../domain/tensors.ts"
 import type { Method } from "../solvers/methods.ts"
+import { last } from "../dynamics/selection.ts"
 import { initialState, type OuterStep, outerSteps } from "../solvers/outerLoop.ts"
+import { lowerSolution, select } from "../solvers/Solver.ts"
+import type { LowerTraining } from "../tasks/Task.ts"
 import type { Task } from "../tasks/Task.ts"
 import { Backend } from "./Backend.ts"
 import * as Checkpoint from "./checkpoint.ts"
@@ -119,11 +124,13 @@ const runSession = Effect.fnUntraced(function*(session: Session) {
       ? fresh
       : yield* Checkpoint.restore(checkpoint, fresh, `${writer.dir}/${RunRecord.files.checkpoint}`)
     if (checkpoint !== undefined) rng.restore(checkpoint.rng)
-    yield* outerSteps(solver, instance.problem, start, instance.optimizers).pipe(
+    const trained = select(last)(solver)
+    const train: LowerTraining = (x, z) => lowerSolution(trained, fullBatch(instance.problem), x, z)
+    yield* outerSteps(solver, instance.problem, start, instance.optimizers, Random.key(session.seed)).pipe(
       Stream.take(Math.max(0, session.total - start.t)),
       Stream.runForEach((step) =>
         Effect.gen(function*() {
-          const record = toRecord(step, yield* instance.metrics(step))
+          const record = toRecord(step, yield* instance.metrics(step, train))
           records.push(record)
           // Recorded before its checkpoint, so steps.ndjson always reaches the last checkpoint.
           yield* writer.appendStep(record)

@@ -3,6 +3,7 @@
  * auxiliary-init uses as ∇_z). One interface, one value per strategy, like an optax transformation.
  */
 import type { Effect } from "effect"
+import type { HypergradientFailed } from "../domain/errors.ts"
 import type { Vector } from "../domain/Problem.ts"
 import type { Dynamics } from "../dynamics/Dynamics.ts"
 import type { LowerLevel } from "../dynamics/Iterate.ts"
@@ -19,8 +20,23 @@ export interface HypergradientParts {
   readonly hvps: number
 }
 
-export interface HypergradientStrategy {
+/**
+ * What a strategy gives for dF/dy_0, the gradient auxiliary-init learns z by: `exact` (it
+ * differentiates back to y_0), `approximate` (a documented stand-in: first-order's ∇_y F) or `none`
+ * (implicit and truncated strategies, which never reach y_0). `Solver` refuses auxiliary-init with
+ * `none` — in the types, and when solving — rather than learn z from a silent zero.
+ */
+export type InitGradient = "exact" | "approximate" | "none"
+
+export interface HypergradientStrategy<R extends InitGradient = InitGradient> {
   readonly name: string
+  readonly initGradient: R
+  /**
+   * Whether the result is the exact derivative of the finite pipeline F(x, y_k̄(x, y_0)) (reverse
+   * through the whole prefix), so gradcheck's finite differences must match it; otherwise their gap
+   * is the strategy's bias (implicit: an unconverged LL; truncated reverse; first order).
+   */
+  readonly exact: boolean
   /**
    * Whether the strategy differentiates through y_0 … y_k̄ (then the selection keeps them), or
    * `{ checkpointEvery: c }`: it does, but the selection keeps only y_0, every c-th iterate and y_k̄,
@@ -30,5 +46,5 @@ export interface HypergradientStrategy {
   readonly compute: (
     dynamics: Dynamics,
     trajectory: Trajectory
-  ) => Effect.Effect<HypergradientParts, never, LowerLevel>
+  ) => Effect.Effect<HypergradientParts, HypergradientFailed, LowerLevel>
 }

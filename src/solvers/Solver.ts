@@ -9,29 +9,51 @@
  *     )
  *
  * The named methods (`methods.ts`) are presets built exactly this way.
+ *
+ * Compositions that make no sense do not type-check: `solve` takes only a solver whose inner stream
+ * ends (`take` or a tolerance stop), and auxiliary-init takes only a strategy that reaches y_0
+ * (`InitGradient`). `solve` checks both again for callers the types do not reach (plain JS, a
+ * composition built from a dynamic choice) and fails with `InvalidSolver`.
  */
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import { type Pipeable, pipeArguments } from "effect/Pipeable"
-import type { BilevelProblem, Vector } from "../domain/Problem.ts"
+import { type HypergradientFailed, InvalidSolver } from "../domain/errors.ts"
+import { type BilevelProblem, draws, type Vector } from "../domain/Problem.ts"
+import * as Random from "../domain/Random.ts"
 import { readScalar, tensorScope } from "../domain/tensors.ts"
 import type { Dynamics } from "../dynamics/Dynamics.ts"
 import { type CostMeter, iterateY, LowerLevel } from "../dynamics/Iterate.ts"
 import * as Iterates from "../dynamics/iterates.ts"
 import { last, minResidual, pessimistic, type Selection } from "../dynamics/selection.ts"
 import type { Cost } from "../domain/Cost.ts"
-import type { HypergradientStrategy } from "./Hypergradient.ts"
+import type { HypergradientStrategy, InitGradient } from "./Hypergradient.ts"
 import { reverse } from "./reverse.ts"
 
-export interface Solver extends Pipeable {
+/** `fixed`: y_0 is the task's given init. `auxiliary`: y_0 = z, a variable the UL optimizer learns. */
+export type Initialization = "fixed" | "auxiliary"
+
+/**
+ * A solver; its type parameters record what the types can check: whether the inner stream ends
+ * (`Bounded`), how y_0 is chosen (`Init`) and what its strategy gives for dF/dy_0 (`Reach`).
+ */
+export interface Solver<
+  Bounded extends boolean = boolean,
+  Init extends Initialization = Initialization,
+  Reach extends InitGradient = InitGradient
+> extends Pipeable {
   readonly dynamics: Dynamics
-  /** `fixed`: y_0 is the task's given init. `auxiliary`: y_0 = z, a variable the UL optimizer learns. */
-  readonly initialization: "fixed" | "auxiliary"
+  readonly initialization: Init
   /** The inner loop's stream combinators (take, tolerance stops), composed left to right. */
   readonly inner: (iterates: Iterates.Iterates) => Iterates.Iterates
+  /** Whether a combinator ends the inner stream (`take`, a tolerance stop): only then can it be solved. */
+  readonly bounded: Bounded
   readonly selection: Selection
-  readonly hypergradient: HypergradientStrategy
+  readonly hypergradient: HypergradientStrategy<Reach>
 }
+
+/** A solver `solve` accepts: its inner stream ends. */
+export type Bounded = Solver<true>
 
 /** What one hypergradient computation returns. Its tensors belong to the caller. */
 export interface Solution {
@@ -39,12 +61,14 @@ export interface Solution {
   readonly gradX: Vector
   /** dF/dz for auxiliary-init (dF/dy_0); zero when the strategy does not reach y_0. */
   readonly gradZ: Vector
-  /** The LL iterate the UL objective used, y_k̄. */
+  /** The LL iterate the UL objective used, y_k̄ (for a meta-batch, the episodes' y_k̄ stacked, [B, dim y]). */
   readonly y: Vector
   /** F(x, y_k̄). */
   readonly upper: number
-  /** The selected index k̄. */
+  /** The selected index k̄ (for a meta-batch, the mean over its episodes). */
   readonly kbar: number
+  /** For a meta-batch: each episode's k̄, in episode order. */
+  readonly kbars?: ReadonlyArray<number>
   readonly cost: Cost
 }
 
@@ -54,28 +78,53 @@ const proto = {
   }
 }
 
-const solver = (fields: Omit<Solver, "pipe">): Solver => Object.assign(Object.create(proto), fields)
+const solver = <B extends boolean, I extends Initialization, R extends InitGradient>(
+  fields: Omit<Solver<B, I, R>, "pipe">
+): Solver<B, I, R> => Object.assign(Object.create(proto), fields)
 
-/** A solver that unrolls `dynamics` to the end of its stream and differentiates the whole trajectory. */
-export const make = (dynamics: Dynamics): Solver =>
-  solver({ dynamics, initialization: "fixed", inner: (s) => s, selection: last, hypergradient: reverse() })
+/**
+ * A solver that unrolls `dynamics` and differentiates the whole trajectory. Its stream never ends
+ * until `take` or a tolerance stop cuts it.
+ */
+export const make = (dynamics: Dynamics): Solver<false, "fixed", "exact"> =>
+  solver({
+    dynamics,
+    initialization: "fixed",
+    inner: (s) => s,
+    bounded: false,
+    selection: last,
+    hypergradient: reverse()
+  })
 
-/** Initialization auxiliary (IA): y_0 = z, learned by the UL optimizer beside x. */
-export const auxiliaryInit = (self: Solver): Solver => solver({ ...self, initialization: "auxiliary" })
+/**
+ * Initialization auxiliary (IA): y_0 = z, learned by the UL optimizer beside x. Only with a strategy
+ * that gives dF/dy_0 (exact, or first-order's documented approximation).
+ */
+export const auxiliaryInit = <B extends boolean, R extends "exact" | "approximate">(
+  self: Solver<B, "fixed", R>
+): Solver<B, "auxiliary", R> => solver({ ...self, initialization: "auxiliary" })
 
-/** Appends a combinator to the inner loop. */
-export const iterates = (f: (iterates: Iterates.Iterates) => Iterates.Iterates) => (self: Solver): Solver =>
+/** Appends a combinator to the inner loop (one that may not end it: use `take` or a stop for that). */
+export const iterates = (f: (iterates: Iterates.Iterates) => Iterates.Iterates) =>
+<B extends boolean, I extends Initialization, R extends InitGradient>(self: Solver<B, I, R>): Solver<B, I, R> =>
   solver({ ...self, inner: (s) => f(self.inner(s)) })
 
+/** Appends a combinator that ends the inner loop. */
+const ending = (f: (iterates: Iterates.Iterates) => Iterates.Iterates) =>
+<B extends boolean, I extends Initialization, R extends InitGradient>(self: Solver<B, I, R>): Solver<true, I, R> =>
+  solver({ ...self, inner: (s) => f(self.inner(s)), bounded: true })
+
 /** take(K): K inner steps. */
-export const take = (innerSteps: number) => iterates(Iterates.take(innerSteps))
+export const take = (innerSteps: number) => ending(Iterates.take(innerSteps))
 
 /** Tolerance stop on the projected-gradient residual. */
 export const stopAtResidual = (options: { readonly tolerance: number; readonly alpha: number }) =>
-  iterates(Iterates.stopAtResidual(options))
+  ending(Iterates.stopAtResidual(options))
 
 /** Uses `selection` to pick the iterate the UL objective sees. */
-export const select = (selection: Selection) => (self: Solver): Solver => solver({ ...self, selection })
+export const select = (selection: Selection) =>
+<B extends boolean, I extends Initialization, R extends InitGradient>(self: Solver<B, I, R>): Solver<B, I, R> =>
+  solver({ ...self, selection })
 
 /** Pessimistic trajectory truncation (PTT). */
 export const truncatePessimistic = select(pessimistic)
@@ -83,9 +132,14 @@ export const truncatePessimistic = select(pessimistic)
 /** Truncate at the minimal projected-gradient residual. */
 export const truncateAtMinResidual = (alpha: number) => select(minResidual(alpha))
 
-/** Uses `strategy` to compute the hypergradient. */
-export const hypergradient = (strategy: HypergradientStrategy) => (self: Solver): Solver =>
-  solver({ ...self, hypergradient: strategy })
+/**
+ * Uses `strategy` to compute the hypergradient. A strategy that never reaches y_0 (`none`) does not
+ * type-check on an auxiliary-init solver.
+ */
+export const hypergradient = <R extends InitGradient>(strategy: HypergradientStrategy<R>) =>
+<B extends boolean, I extends (R extends "none" ? "fixed" : Initialization)>(
+  self: Solver<B, I, InitGradient>
+): Solver<B, I, R> => solver({ ...self, hypergradient: strategy })
 
 /** Peak tensor memory above what was allocated when the computation started: its own footprint. */
 const makeMeter = (): CostMeter => {
@@ -99,13 +153,51 @@ const makeMeter = (): CostMeter => {
   }
 }
 
+/** What `solve` checks that the types may not have: an inner loop that ends, a z that is reached. */
+export const validate = (self: Solver): Effect.Effect<Bounded, InvalidSolver> =>
+  !self.bounded
+    ? Effect.fail(
+      new InvalidSolver({
+        solver: describe(self),
+        problem: "its inner loop never ends (no take and no tolerance stop)",
+        hint: "Pipe Solver.take(K) or Solver.stopAtResidual(...) into it."
+      })
+    )
+    : self.initialization === "auxiliary" && self.hypergradient.initGradient === "none"
+    ? Effect.fail(
+      new InvalidSolver({
+        solver: describe(self),
+        problem: `auxiliary-init learns z from dF/dy_0, which ${self.hypergradient.name} never computes`,
+        hint: "Use a strategy that differentiates back to y_0 (reverse() without lastM), or drop auxiliaryInit."
+      })
+    )
+    : Effect.succeed(self as Bounded)
+
+/** One line naming a solver's parts, for messages. */
+export const describe = (self: Solver): string =>
+  [self.dynamics.name, self.initialization === "auxiliary" ? "auxiliary-init" : undefined, self.selection.name, self.hypergradient.name]
+    .filter((part) => part !== undefined)
+    .join(" ∘ ")
+
+/** The root key of a run's draws, for callers without a run (full-batch problems ignore it). */
+const unkeyed = Random.key(0)
+
 /**
  * One hypergradient at (x, y_0): runs the inner loop, selects, differentiates. Every tensor made
- * on the way is released except those of the returned {@link Solution}.
+ * on the way is released except those of the returned {@link Solution}. A sampled problem draws its
+ * minibatches below `key` (an outer step's, or an episode's): the same key, the same samples.
  */
-export const solve = (self: Solver, problem: BilevelProblem, x: Vector, y0: Vector): Effect.Effect<Solution> => {
+export const solve = (
+  self: Bounded,
+  problem: BilevelProblem,
+  x: Vector,
+  y0: Vector,
+  key: Random.Key = unkeyed
+): Effect.Effect<Solution, InvalidSolver | HypergradientFailed> => {
   const meter = makeMeter()
+  const at = draws(problem, key)
   return tensorScope(Effect.gen(function*() {
+    yield* validate(self)
     const trajectory = yield* self.selection.select(
       self.inner(Iterates.unroll(self.dynamics, y0)),
       self.hypergradient.needsPrefix
@@ -113,7 +205,7 @@ export const solve = (self: Solver, problem: BilevelProblem, x: Vector, y0: Vect
     const parts = yield* self.hypergradient.compute(self.dynamics, trajectory)
     const y = iterateY(trajectory.selected)
     meter.sample()
-    const upper = yield* readScalar(tf.tidy(() => problem.upper(x, y)))
+    const upper = yield* readScalar(tf.tidy(() => at("upper", 0).upper(x, y)))
     return {
       gradX: parts.x,
       gradZ: parts.y0,
@@ -127,15 +219,39 @@ export const solve = (self: Solver, problem: BilevelProblem, x: Vector, y0: Vect
         peakBytes: meter.peakBytes()
       }
     } satisfies Solution
-  })).pipe(Effect.provideService(LowerLevel, { problem, x, meter }))
+  })).pipe(Effect.provideService(LowerLevel, { at, x, meter }))
 }
 
 /**
- * The pipeline's value alone, F(x, y_k̄(x, y_0)): the inner loop and the selection, no
- * hypergradient. Finite differences of this check any strategy that claims to differentiate it.
+ * The LL iterate the pipeline selects, y_k̄(x, y_0), with no hypergradient: what the method's own
+ * inner loop produces (its dynamics, stops and selection). Its tensor belongs to the caller.
  */
-export const upperAt = (self: Solver, problem: BilevelProblem, x: Vector, y0: Vector): Effect.Effect<number> =>
+export const lowerSolution = (
+  self: Bounded,
+  problem: BilevelProblem,
+  x: Vector,
+  y0: Vector,
+  key: Random.Key = unkeyed
+): Effect.Effect<Vector, InvalidSolver> =>
   tensorScope(Effect.gen(function*() {
+    yield* validate(self)
     const trajectory = yield* self.selection.select(self.inner(Iterates.unroll(self.dynamics, y0)), false)
-    return yield* readScalar(tf.tidy(() => problem.upper(x, iterateY(trajectory.selected))))
-  })).pipe(Effect.provideService(LowerLevel, { problem, x, meter: makeMeter() }))
+    return iterateY(trajectory.selected)
+  })).pipe(Effect.provideService(LowerLevel, { at: draws(problem, key), x, meter: makeMeter() }))
+
+/**
+ * The pipeline's value alone, F(x, y_k̄(x, y_0)): the inner loop and the selection, no
+ * hypergradient. Finite differences of this check any strategy that claims to differentiate it;
+ * with the same `key` they see the same samples.
+ */
+export const upperAt = (
+  self: Bounded,
+  problem: BilevelProblem,
+  x: Vector,
+  y0: Vector,
+  key: Random.Key = unkeyed
+): Effect.Effect<number, InvalidSolver> =>
+  tensorScope(Effect.gen(function*() {
+    const y = yield* lowerSolution(self, problem, x, y0, key)
+    return yield* readScalar(tf.tidy(() => draws(problem, key)("upper", 0).upper(x, y)))
+  }))

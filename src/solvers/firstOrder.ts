@@ -7,12 +7,14 @@ import { iterateY, LowerLevel } from "../dynamics/Iterate.ts"
 import type { HypergradientStrategy } from "./Hypergradient.ts"
 import { gradients } from "./vjp.ts"
 
-export const firstOrder: HypergradientStrategy = {
+export const firstOrder: HypergradientStrategy<"approximate"> = {
   name: "first-order",
+  initGradient: "approximate",
+  exact: false,
   needsPrefix: false,
   compute: (_dynamics, trajectory) =>
-    Effect.map(Effect.service(LowerLevel), ({ problem, x }) => {
-      const [gx, gy] = gradients((xx, yy) => problem.upper(xx!, yy!), [x, iterateY(trajectory.selected)])
+    Effect.map(Effect.service(LowerLevel), ({ at, x }) => {
+      const [gx, gy] = gradients((xx, yy) => at("upper", 0).upper(xx!, yy!), [x, iterateY(trajectory.selected)])
       return { x: gx!, y0: gy!, reverseSteps: 0, hvps: 0 }
     })
 }

@@ -35,14 +35,18 @@ export const fixedPoint = (alpha: number): OptimalityCondition => ({
 })
 
 /** The implicit strategy: solve Aᵀ v = ∇_y F at the selected iterate, then ∇_x F − Bᵀ v. */
-export const implicit = (condition: OptimalityCondition, solver: LinearSolver): HypergradientStrategy => ({
+export const implicit = (condition: OptimalityCondition, solver: LinearSolver): HypergradientStrategy<"none"> => ({
   name: `implicit(${condition.name}, ${solver.name})`,
+  initGradient: "none",
+  exact: false,
   needsPrefix: false,
   compute: (_dynamics, trajectory) =>
     Effect.gen(function*() {
-      const { meter, problem, x } = yield* LowerLevel
+      const { at, meter, x } = yield* LowerLevel
       const y = iterateY(trajectory.selected)
-      const [gx, gy] = gradients((xx, yy) => problem.upper(xx!, yy!), [x, y])
+      // One draw for the linear system, so that CG and Neumann iterate on a fixed matrix.
+      const problem = at("adjoint", 0)
+      const [gx, gy] = gradients((xx, yy) => at("upper", 0).upper(xx!, yy!), [x, y])
       const transposedA = (v: Vector) => {
         const [av] = vjp((yy) => [condition.residual(problem, x, yy!)], [y], [v])
         meter.sample()

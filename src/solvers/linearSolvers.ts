@@ -4,8 +4,9 @@
  */
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Option, Stream } from "effect"
+import { HypergradientFailed } from "../domain/errors.ts"
 import type { Vector } from "../domain/Problem.ts"
-import { dot, readScalar } from "../domain/tensors.ts"
+import { dot, readScalar, readVector } from "../domain/tensors.ts"
 import { iterateLazily } from "../dynamics/iterateLazily.ts"
 
 export interface LinearSolver {
@@ -14,7 +15,7 @@ export interface LinearSolver {
   readonly solve: (matvec: (v: Vector) => Vector, b: Vector) => Effect.Effect<{
     readonly solution: Vector
     readonly matvecs: number
-  }>
+  }, HypergradientFailed>
 }
 
 interface CgIterate {
@@ -23,34 +24,68 @@ interface CgIterate {
   readonly r: Vector
   readonly p: Vector
   readonly rr: tf.Scalar
+  /** The smallest and largest Rayleigh quotient pᵀAp / pᵀp met so far, [min, max]. */
+  readonly curvature: tf.Tensor
 }
+
+/** Below −this × the largest curvature met, A is indefinite beyond float32 rounding. */
+const indefinite = 1e-4
 
 /**
  * Conjugate gradient for symmetric positive-definite A (LS): J iterations, or fewer once
- * ‖r‖ ≤ tolerance (which costs one host sync per iteration).
+ * ‖r‖ ≤ tolerance (which costs one host sync per iteration). Where A turns out indefinite (a
+ * direction of clearly negative curvature: ∇²_yy f at an LL point that is no minimum), the solve
+ * fails with `HypergradientFailed` rather than return a meaningless solution.
  */
 export const conjugateGradient = (options: { readonly iterations: number; readonly tolerance?: number }): LinearSolver => ({
   name: `cg(${options.iterations})`,
   solve: (matvec, b) => {
     const iterates = iterateLazily(
-      (): CgIterate => ({ i: 0, v: tf.zerosLike(b), r: b, p: b, rr: dot(b, b) }),
+      (): CgIterate => ({ i: 0, v: tf.zerosLike(b), r: b, p: b, rr: dot(b, b), curvature: tf.tensor1d([Infinity, 0]) }),
       (s) =>
         tf.tidy(() => {
           const ap = matvec(s.p)
           // Breakdown guard: where pᵀAp is not clearly positive (r = 0 once converged, or A singular, as
           // when y has coordinates f ignores) no step is taken, rather than one that explodes to NaN.
           const curvature = dot(s.p, ap)
+          const quotient = tf.divNoNan(curvature, dot(s.p, s.p))
+          const [low, high] = tf.unstack(s.curvature)
           const step = tf.where(tf.greater(curvature, tf.mul(1e-10, dot(s.p, s.p))), tf.divNoNan(s.rr, curvature), tf.zerosLike(curvature))
           const r = tf.sub(s.r, tf.mul(step, ap))
           const rr = dot(r, r)
-          return { i: s.i + 1, v: tf.add(s.v, tf.mul(step, s.p)), r, p: tf.add(r, tf.mul(tf.divNoNan(rr, s.rr), s.p)), rr }
+          return {
+            i: s.i + 1,
+            v: tf.add(s.v, tf.mul(step, s.p)),
+            r,
+            p: tf.add(r, tf.mul(tf.divNoNan(rr, s.rr), s.p)),
+            rr,
+            curvature: tf.stack([tf.minimum(low!, quotient), tf.maximum(high!, quotient)])
+          }
         }),
-      (s) => releaseExcept(b, [s.v, s.r, s.p, s.rr])
+      (s) => releaseExcept(b, [s.v, s.r, s.p, s.rr, s.curvature])
     )
     const stopped = options.tolerance === undefined
       ? iterates
       : Stream.takeUntilEffect(iterates, (s) => Effect.map(readScalar(s.rr), (rr) => Math.sqrt(rr) <= options.tolerance!))
-    return lastOf(Stream.take(stopped, options.iterations + 1), (s) => ({ solution: s.v, matvecs: s.i }))
+    return Stream.runLast(Stream.take(stopped, options.iterations + 1)).pipe(
+      Effect.map(Option.getOrThrow),
+      Effect.flatMap((s) =>
+        Effect.flatMap(readVector(s.curvature), ([low, high]) => {
+          s.curvature.dispose()
+          return low! < -indefinite * Math.abs(high!)
+            ? Effect.fail(
+              new HypergradientFailed({
+                strategy: `cg(${options.iterations})`,
+                problem: `the system matrix ∇²_yy f is indefinite at the LL point (curvature pᵀAp/pᵀp from ${low!.toPrecision(3)} ` +
+                  `to ${high!.toPrecision(3)} along CG's directions), so the LL has not reached a minimum and the implicit ` +
+                  "hypergradient's premise fails",
+                hint: "Take more inner steps (innerSteps, innerLr), or use a strategy without that premise (rhg, ns, aid-fp)."
+              })
+            )
+            : Effect.succeed({ solution: s.v, matvecs: s.i })
+        })
+      )
+    )
   }
 })
 

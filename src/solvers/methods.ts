@@ -22,14 +22,14 @@ export interface Method<S = any> {
   readonly name: string
   readonly description: string
   readonly settings: Schema.Codec<S, unknown>
-  readonly build: (inner: InnerSettings, settings: S) => Solver.Solver
+  readonly build: (inner: InnerSettings, settings: S) => Solver.Bounded
 }
 
 const define = <F extends Schema.Struct.Fields>(method: {
   readonly name: string
   readonly description: string
   readonly settings: Schema.Struct<F>
-  readonly build: (inner: InnerSettings, settings: Schema.Struct<F>["Type"]) => Solver.Solver
+  readonly build: (inner: InnerSettings, settings: Schema.Struct<F>["Type"]) => Solver.Bounded
 }): Method => method as unknown as Method
 
 const none = Schema.Struct({})

@@ -4,6 +4,7 @@
  * SGD, Adam and Nesterov SGD are chains; projection is applied when updates are applied.
  */
 import * as tf from "@tensorflow/tfjs-core"
+import type { Layout } from "../domain/Blocks.ts"
 import type { Vector } from "../domain/Problem.ts"
 import { identity } from "../domain/tensors.ts"
 
@@ -85,3 +86,38 @@ export const step = (
 /** Every tensor of a state, for disposal and checkpoints. */
 export const stateTensors = (state: OptState): Array<tf.Tensor> =>
   state.flatMap((s) => s instanceof tf.Tensor ? [s] : stateTensors(s))
+
+/**
+ * Adds decoupled weight decay, λ·params, to the updates (AdamW's, before the step size: chain it
+ * before `scale(−lr)`).
+ */
+export const addDecayedWeights = (decay: number): GradientTransformation => ({
+  init: () => [],
+  update: (g, state, p) => [tf.add(g, tf.mul(decay, p)), state]
+})
+
+/**
+ * A transformation per block of a structured variable (optax's `multi_transform`): each block's
+ * gradient goes through its own transformation — e.g. weight decay on convolutions but not on
+ * batch-norm scales — and the updates are laid out again as one vector. Blocks not named use `rest`.
+ */
+export const partition = (
+  layout: Layout,
+  transformations: Readonly<Record<string, GradientTransformation>>,
+  rest: GradientTransformation
+): GradientTransformation => {
+  const of = (name: string) => transformations[name] ?? rest
+  const unknown = Object.keys(transformations).filter((name) => !layout.blocks.some((b) => b.name === name))
+  if (unknown.length > 0) {
+    throw new RangeError(`partition: no block named ${unknown.join(", ")}; the blocks are ${layout.blocks.map((b) => b.name).join(", ")}`)
+  }
+  const slices = (v: Vector) => layout.blocks.map((b) => tf.slice(v, b.offset, b.size))
+  return {
+    init: (p) => slices(p).map((block, i) => of(layout.blocks[i]!.name).init(block)),
+    update: (g, states, p) => {
+      const params = slices(p)
+      const results = slices(g).map((block, i) => of(layout.blocks[i]!.name).update(block, states[i] as OptState, params[i]!))
+      return [tf.concat(results.map(([u]) => u)), results.map(([, s]) => s)]
+    }
+  }
+}

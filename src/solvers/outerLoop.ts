@@ -5,11 +5,13 @@
  */
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Stream } from "effect"
-import { Diverged } from "../domain/errors.ts"
+import { Diverged, type HypergradientFailed, type InvalidSolver } from "../domain/errors.ts"
 import type { BilevelProblem, Vector } from "../domain/Problem.ts"
+import * as Random from "../domain/Random.ts"
 import { identity, norm, readScalar, readVector, tensorScope, tidy } from "../domain/tensors.ts"
 import { type GradientTransformation, type OptState, stateTensors, step } from "./optimizers.ts"
-import { type Solution, type Solver, solve } from "./Solver.ts"
+import { hypergradientAt } from "./metaBatch.ts"
+import type { Bounded, Solution } from "./Solver.ts"
 
 export interface OuterState {
   readonly t: number
@@ -74,11 +76,14 @@ const lastFiniteOf = (step: OuterStep | undefined, initial: OuterState): Effect.
       ...x
     }))
 
-const outerStep = (solver: Solver, problem: BilevelProblem, optimizers: UpperOptimizers) =>
-(before: OuterState, previous: OuterStep | undefined): Effect.Effect<OuterStep, Diverged> =>
+/** The key of outer step t's draws (minibatches, episodes) below a run's key. */
+export const stepKey = (key: Random.Key, t: number): Random.Key => Random.foldIn(key, t)
+
+const outerStep = (solver: Bounded, problem: BilevelProblem, optimizers: UpperOptimizers, key: Random.Key) =>
+(before: OuterState, previous: OuterStep | undefined): Effect.Effect<OuterStep, OuterStepError> =>
   tensorScope(Effect.gen(function*() {
     const started = performance.now()
-    const solution = yield* solve(solver, problem, before.x, before.z)
+    const solution = yield* hypergradientAt(solver, problem, before.x, before.z, stepKey(key, before.t))
     const learnsZ = solver.initialization === "auxiliary"
     const [hypergradNorm, ...checks] = (yield* readVector(tf.tidy(() =>
       tf.stack([
@@ -113,19 +118,24 @@ const outerStep = (solver: Solver, problem: BilevelProblem, optimizers: UpperOpt
     return current
   }))
 
+/** How an outer step fails: a non-finite value, a strategy that broke down, a solver that does not fit. */
+export type OuterStepError = Diverged | HypergradientFailed | InvalidSolver
+
 /**
  * Outer steps from `initial`, forever (cut it with `Stream.take(T)`). An element's tensors stay
  * valid until the next element is pulled; then the loop releases them. Fails with `Diverged` at
  * the first non-finite F, hypergradient, or x (z) after the update; its tensors are then released
- * by the enclosing scope.
+ * by the enclosing scope. Step t draws its samples below `stepKey(key, t)`, so a resumed loop draws
+ * what the uninterrupted one did.
  */
 export const outerSteps = (
-  solver: Solver,
+  solver: Bounded,
   problem: BilevelProblem,
   initial: OuterState,
-  optimizers: UpperOptimizers
-): Stream.Stream<OuterStep, Diverged> => {
-  const next = outerStep(solver, problem, optimizers)
+  optimizers: UpperOptimizers,
+  key: Random.Key
+): Stream.Stream<OuterStep, OuterStepError> => {
+  const next = outerStep(solver, problem, optimizers, key)
   return Stream.unfold({ state: initial, previous: undefined as OuterStep | undefined }, ({ previous, state }) =>
     next(state, previous).pipe(
       Effect.map((current) => {

@@ -16,7 +16,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Stream } from "effect"
-import type { BilevelProblem, Vector } from "../domain/Problem.ts"
+import type { BilevelProblem, Draw, Vector } from "../domain/Problem.ts"
 import { tidy } from "../domain/tensors.ts"
 import type { Dynamics, StepVjp } from "../dynamics/Dynamics.ts"
 import { type CostMeter, type Iterate, iterateTensors, iterateY, LowerLevel, type State } from "../dynamics/Iterate.ts"
@@ -46,7 +46,7 @@ export const stepVjp = (dynamics: Dynamics, problem: BilevelProblem): StepVjp =>
  */
 const iteratesOf = (
   dynamics: Dynamics,
-  problem: BilevelProblem,
+  draw: Draw,
   x: Vector,
   prefix: ReadonlyArray<Iterate>,
   meter: CostMeter
@@ -54,7 +54,7 @@ const iteratesOf = (
   const retained = new Map(prefix.map((iterate) => [iterate.k, iterate] as const))
   // A step may pass a tensor through unchanged: never release one a retained iterate holds.
   const owned = new Set(prefix.flatMap(iterateTensors))
-  const next = nextIterate(dynamics, problem, x)
+  const next = nextIterate(dynamics, draw, x)
   let segment: Map<number, Iterate> | undefined
   const release = () => {
     if (segment !== undefined) {
@@ -89,9 +89,8 @@ const iteratesOf = (
  * next one is computed: read an adjoint before pulling the next (as `runLast` and `take` do).
  */
 export const adjoints = (dynamics: Dynamics, prefix: ReadonlyArray<Iterate>) =>
-  Stream.unwrap(Effect.map(Effect.service(LowerLevel), ({ meter, problem, x }) => {
-    const backward = stepVjp(dynamics, problem)
-    const iterates = iteratesOf(dynamics, problem, x, prefix, meter)
+  Stream.unwrap(Effect.map(Effect.service(LowerLevel), ({ at: draw, meter, x }) => {
+    const iterates = iteratesOf(dynamics, draw, x, prefix, meter)
     const step = (previous: Adjoint): Adjoint => {
       const k = previous.k - 1
       // Outside the tidy: a recomputed segment outlives this element. Step k's residuals (its
@@ -99,14 +98,15 @@ export const adjoints = (dynamics: Dynamics, prefix: ReadonlyArray<Iterate>) =>
       const { state } = iterates.at(k)
       const { residuals } = iterates.at(k + 1)
       return tidy(() => {
-        const pulled = backward(x, state, k, previous.cotangent, residuals)
+        // Step k's VJP on step k's draw, regenerated: the sample the forward step saw.
+        const pulled = stepVjp(dynamics, draw("lower", k))(x, state, k, previous.cotangent, residuals)
         return { k, x: tf.add(previous.x, pulled.x), cotangent: pulled.state }
       })
     }
     return Stream.unfold(undefined as Adjoint | undefined, (previous) =>
       Effect.sync(() => {
         if (previous !== undefined && previous.k === 0) return undefined
-        const next = previous === undefined ? start(problem.upper, x, prefix[prefix.length - 1]!) : step(previous)
+        const next = previous === undefined ? start(draw, x, prefix[prefix.length - 1]!) : step(previous)
         if (previous !== undefined) tf.dispose([previous.x, ...previous.cotangent])
         meter.sample()
         return [next, next] as const
@@ -115,8 +115,9 @@ export const adjoints = (dynamics: Dynamics, prefix: ReadonlyArray<Iterate>) =>
   }))
 
 /** α_k̄ = ∇_y F(x, y_k̄) on the LL variable (zero on auxiliary state) and g_x = ∇_x F(x, y_k̄). */
-const start = (upper: BilevelProblem["upper"], x: Vector, top: Iterate): Adjoint =>
+const start = (draw: Draw, x: Vector, top: Iterate): Adjoint =>
   tf.tidy(() => {
+    const { upper } = draw("upper", 0)
     const [gx, gy] = gradients((xx, yy) => upper(xx!, yy!), [x, iterateY(top)])
     return { k: top.k, x: gx!, cotangent: [gy!, ...top.state.slice(1).map((t) => tf.zerosLike(t))] }
   })
@@ -134,33 +135,41 @@ const nameOf = (options: { readonly lastM?: number; readonly checkpointEvery?: n
  * y_0 (and so an auxiliary-init z) only when the whole prefix is differentiated. `checkpointEvery`
  * trades time for memory: keep every c-th iterate only and recompute the others segment by segment.
  */
-export const reverse = (
+export function reverse(options?: { readonly checkpointEvery?: number }): HypergradientStrategy<"exact">
+export function reverse(options: { readonly lastM: number; readonly checkpointEvery?: number }): HypergradientStrategy<"none">
+export function reverse(
   options: { readonly lastM?: number; readonly checkpointEvery?: number } = {}
-): HypergradientStrategy => ({
-  name: nameOf(options),
-  // Checkpoints bound memory by themselves; otherwise T-RHG keeps only the M + 1 iterates it reads.
-  needsPrefix: options.checkpointEvery !== undefined
-    ? { checkpointEvery: options.checkpointEvery }
-    : options.lastM !== undefined
-    ? { window: options.lastM }
-    : true,
-  compute: (dynamics, trajectory) =>
-    Effect.gen(function*() {
-      const { x } = yield* LowerLevel
-      const stream = adjoints(dynamics, trajectory.prefix)
-      const end = yield* Stream.runLast(
-        options.lastM === undefined ? stream : Stream.take(stream, options.lastM + 1)
-      )
-      const adjoint = end._tag === "Some" ? end.value : undefined
-      const y0 = trajectory.prefix[0]!
-      const reachedStart = adjoint !== undefined && adjoint.k === 0
-      return {
-        x: adjoint?.x ?? tf.zerosLike(x),
-        y0: reachedStart
-          ? vjp((y) => dynamics.init(y!), [iterateY(y0)], adjoint.cotangent)[0]!
-          : tf.zerosLike(iterateY(y0)),
-        reverseSteps: trajectory.selected.k - (adjoint?.k ?? trajectory.selected.k),
-        hvps: 0
-      }
-    })
-})
+): HypergradientStrategy {
+  const truncated = options.lastM !== undefined
+  return {
+    name: nameOf(options),
+    // Truncated, it reaches y_0 only when M ≥ k̄, which no composition can promise: declared `none`.
+    initGradient: truncated ? "none" : "exact",
+    exact: !truncated,
+    // Checkpoints bound memory by themselves; otherwise T-RHG keeps only the M + 1 iterates it reads.
+    needsPrefix: options.checkpointEvery !== undefined
+      ? { checkpointEvery: options.checkpointEvery }
+      : options.lastM !== undefined
+      ? { window: options.lastM }
+      : true,
+    compute: (dynamics, trajectory) =>
+      Effect.gen(function*() {
+        const { x } = yield* LowerLevel
+        const stream = adjoints(dynamics, trajectory.prefix)
+        const end = yield* Stream.runLast(
+          options.lastM === undefined ? stream : Stream.take(stream, options.lastM + 1)
+        )
+        const adjoint = end._tag === "Some" ? end.value : undefined
+        const y0 = trajectory.prefix[0]!
+        const reachedStart = adjoint !== undefined && adjoint.k === 0
+        return {
+          x: adjoint?.x ?? tf.zerosLike(x),
+          y0: reachedStart
+            ? vjp((y) => dynamics.init(y!), [iterateY(y0)], adjoint.cotangent)[0]!
+            : tf.zerosLike(iterateY(y0)),
+          reverseSteps: trajectory.selected.k - (adjoint?.k ?? trajectory.selected.k),
+          hvps: 0
+        }
+      })
+  }
+}

@@ -3,7 +3,7 @@
  * `make` builds one instance from decoded settings; tensors it allocates are released with its scope.
  */
 import type { Effect, FileSystem, Schema, Scope } from "effect"
-import type { DatasetError } from "../domain/errors.ts"
+import type { DatasetError, InvalidSolver } from "../domain/errors.ts"
 import type { BilevelProblem, Vector } from "../domain/Problem.ts"
 import type { Rng } from "../domain/Rng.ts"
 import type { OuterStep, UpperOptimizers } from "../solvers/outerLoop.ts"
@@ -22,13 +22,22 @@ export interface TaskInstance {
   /** The fixed LL initialization, and z_0 under auxiliary-init. */
   readonly y0: Vector
   readonly optimizers: UpperOptimizers
-  /** Per-outer-step metrics recorded beside F, k̄ and cost (host numbers, read asynchronously). */
-  readonly metrics: (step: OuterStep) => Effect.Effect<Record<string, number>>
+  /**
+   * Per-outer-step metrics recorded beside F, k̄ and cost (host numbers, read asynchronously).
+   * `train` is the method's own LL training, for metrics of the net the method produces.
+   */
+  readonly metrics: (step: OuterStep, train: LowerTraining) => Effect.Effect<Record<string, number>, InvalidSolver>
   /** The run summary's `final` block, from every recorded step (tail statistics and the like). */
   readonly summarize: (steps: ReadonlyArray<Record<string, unknown>>) => Record<string, unknown>
   /** dF(x, y*(x))/dx of the exact bilevel problem, in float64, where a closed form exists. */
   readonly exactHypergradient?: (x: ReadonlyArray<number>) => ReadonlyArray<number>
 }
+
+/**
+ * The LL weights the run's method produces at (x, z): its own dynamics and inner loop (Nesterov,
+ * FISTA, a tolerance stop…) to the end of that loop, on the full batch. The tensor is the caller's.
+ */
+export type LowerTraining = (x: Vector, z: Vector) => Effect.Effect<Vector, InvalidSolver>
 
 export interface Task<S extends CommonSettings = CommonSettings> {
   readonly name: string

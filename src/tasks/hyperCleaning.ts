@@ -26,14 +26,13 @@ import { DatasetError } from "../domain/errors.ts"
 import type { BilevelProblem, Vector } from "../domain/Problem.ts"
 import { Rng } from "../domain/Rng.ts"
 import { choice, count, positive, rate } from "../domain/settings.ts"
-import { readScalar, readVector, tensorScope, tidy } from "../domain/tensors.ts"
-import type { OuterStep } from "../solvers/outerLoop.ts"
+import { readScalar, readVector, tensorScope } from "../domain/tensors.ts"
 import { adam, type GradientTransformation, nesterovSgd, sgd } from "../solvers/optimizers.ts"
 import * as Classifier from "./hyperCleaning/classifier.ts"
 import { type CleaningData, drawCleaningData } from "./hyperCleaning/split.ts"
 import { accuracy, cleaningScores } from "./metrics.ts"
 import { datasetDir, loadMnistLike } from "./mnistLike.ts"
-import { erase } from "./Task.ts"
+import { erase, type TaskInstance } from "./Task.ts"
 
 export const classes = 10
 
@@ -128,17 +127,6 @@ export const cleaningProblem = (net: Classifier.Classifier, t: Tensors): Bilevel
     Classifier.weightedLossHessianVectorProduct(net, t.train, t.trainLabels, x, y, v, residuals)
 })
 
-/** y_K of K plain LL gradient steps from y_0 at x (what the metrics evaluate). */
-const descend = (problem: BilevelProblem, x: Vector, y0: Vector, steps: number, lr: number): Vector => {
-  let y = tf.clone(y0)
-  for (let k = 0; k < steps; k++) {
-    const next = tidy(() => tf.sub(y, tf.mul(lr, problem.lowerGradient!(x, y))))
-    y.dispose()
-    y = next
-  }
-  return y
-}
-
 export const hyperCleaning = erase<HyperCleaningSettings>({
   name: "hyper-cleaning",
   description: "Data hyper-cleaning (IAPTT-GM Eq. 12): learn a weight σ(x_i) per corrupted training example; " +
@@ -167,11 +155,11 @@ export const hyperCleaning = erase<HyperCleaningSettings>({
       const testAccuracy = (y: Vector) => Effect.map(Classifier.predict(net, t.test, y), (p) => accuracy(p, data.test.labels))
       const recordsAt = (step: number) => step % settings.metricsEvery === 0 || step === settings.outerSteps - 1
 
-      const metrics = (step: OuterStep): Effect.Effect<Record<string, number>> =>
+      const metrics: TaskInstance["metrics"] = (step, train) =>
         recordsAt(step.before.t)
           ? tensorScope(Effect.gen(function*() {
             const { x, z } = step.after
-            const trained = descend(problem, x, z, settings.innerSteps, settings.innerLr)
+            const trained = yield* train(x, z)
             const learnsZ = (yield* readScalar(tf.tidy(() => tf.cast(tf.any(tf.notEqual(z, t.y0)), "float32")))) === 1
             return {
               testAccuracy: yield* testAccuracy(trained),

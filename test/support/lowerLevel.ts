@@ -14,7 +14,7 @@ export const meter = { sample: () => {}, peakBytes: () => 0 }
 
 /** Runs `effect` as the LL computation of `problem` at x. */
 export const atPoint = <A, E>(problem: BilevelProblem, x: number, effect: Effect.Effect<A, E, LowerLevel>) =>
-  Effect.provideService(effect, LowerLevel, { problem, x: tf.tensor1d([x]), meter })
+  Effect.provideService(effect, LowerLevel, { at: () => problem, x: tf.tensor1d([x]), meter })
 
 /** The y values of the iterates `transform(unroll(dynamics, y0))` emits at x. */
 export const trajectory = (

@@ -12,7 +12,7 @@ import { Effect, Schema } from "effect"
 import type { FileSystem } from "effect"
 import type { PlatformError } from "effect/PlatformError"
 import type { DatasetError, RunRecordError, UnknownName } from "../../domain/errors.ts"
-import { InvalidConfig } from "../../domain/errors.ts"
+import { type HypergradientFailed, InvalidConfig, type InvalidSolver } from "../../domain/errors.ts"
 import type { Backend, BackendName } from "../Backend.ts"
 import type { PlotError } from "../plot.ts"
 
@@ -46,6 +46,8 @@ export interface ExperimentResult {
 
 /** What an experiment can fail with; a diverging run is not a failure (its record says so). */
 export type ExperimentError =
+  | InvalidSolver
+  | HypergradientFailed
   | InvalidConfig
   | UnknownName
   | RunRecordError
