@@ -16,6 +16,7 @@ import * as path from "node:path"
 import type { BilevelProblem } from "../src/domain/Problem.ts"
 import { make as makeRng, Rng } from "../src/domain/Rng.ts"
 import * as Backend from "../src/runtime/Backend.ts"
+import * as Checkpoint from "../src/runtime/checkpoint.ts"
 import { table3 } from "../src/runtime/reproduce/table3.ts"
 import { gradcheck } from "../src/runtime/gradcheck.ts"
 import { run } from "../src/runtime/run.ts"
@@ -200,6 +201,35 @@ layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer), { timeout: 120_000 
         assert.strictEqual("testAccuracyZ" in final, method.startsWith("ia"), method)
       }
     }))
+
+  it.effect("metrics evaluate the net the method trains: FISTA's for IA-GM(A), not plain GD's", () =>
+    Effect.gen(function*() {
+      const settings = { ...small, outerSteps: 1, metricsEvery: 1, acceleration: "fista" }
+      const result = yield* run({ task: "hyper-cleaning", method: "ia-gm-a", seed: 0, settings, out: path.join(scratch, `run-${runs++}`), checkpointEvery: 1 })
+      const recorded = (yield* RunRecord.read(result.runDir)).steps[0]!["valLoss"] as number
+      const checkpoint = (yield* Checkpoint.read(result.runDir))!
+      const decode = (t: typeof checkpoint.x) => {
+        const bytes = Buffer.from(t.data, "base64")
+        return tf.tensor1d(new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4).slice())
+      }
+      const { problem } = yield* instance(settings)
+      const [x, z]: ReadonlyArray<tf.Tensor> = [decode(checkpoint.x), decode(checkpoint.z)]
+      // K steps of FISTA (paper Eq. 9) and of plain GD from z at x, written out here.
+      const lr = small.innerLr
+      let [y, u, t]: [tf.Tensor, tf.Tensor, number] = [z!, z!, 1]
+      let descended = z!
+      for (let k = 0; k < small.innerSteps; k++) {
+        const next = tf.sub(u, tf.mul(lr, problem.lowerGradient!(x!, u)))
+        const tNext = (1 + Math.sqrt(1 + 4 * t * t)) / 2
+        u = tf.add(next, tf.mul((t - 1) / tNext, tf.sub(next, y)))
+        ;[y, t] = [next, tNext]
+        descended = tf.sub(descended, tf.mul(lr, problem.lowerGradient!(x!, descended)))
+      }
+      const fista = vectorValue(problem.upper(x!, y))[0]!
+      const plain = vectorValue(problem.upper(x!, descended))[0]!
+      assert.approximately(recorded, fista, 1e-5 * Math.abs(fista))
+      assert.isAbove(Math.abs(plain - fista), 1e-3 * Math.abs(fista), "FISTA and GD nets differ here, so the check can fail")
+    }).pipe(Effect.scoped))
 
   it.effect("a short IAPTT-GM run learns: validation loss falls and test accuracy beats chance", () =>
     Effect.gen(function*() {
