@@ -102,6 +102,20 @@ layer(Backend.layer("cpu"))("compositions that cannot go wrong silently", (it) =
       assert.approximately(vectorValue(fine.gradX)[0]!, 2, 1e-4)
     }))
 
+  it.effect("an op whose second order tfjs gets wrong fails the strategy with a typed error naming it", () =>
+    Effect.gen(function*() {
+      const [x, y0] = at()
+      // tf.logSoftmax's gradient cannot be differentiated again (docs/second-order.md).
+      const logSoftmaxLoss: BilevelProblem = {
+        lower: (xx, y) => tf.add(tf.neg(tf.sum(tf.logSoftmax(tf.reshape(tf.concat([y, tf.mul(y, xx)]), [1, -1])))), tf.sum(tf.square(y))),
+        upper: (_x, y) => tf.sum(tf.square(y))
+      }
+      const solver = Solver.make(gradientDescent({ lr: 0.1 })).pipe(Solver.take(2))
+      const error = yield* Effect.flip(Solver.solve(solver, logSoftmaxLoss, x, y0))
+      assert.strictEqual(error._tag, "HypergradientFailed")
+      assert.include(error.message, "tf.logSoftmax")
+    }))
+
   it.effect("the last selection keeps a tensor that later iterates pass through, under first-order and implicit strategies", () =>
     Effect.gen(function*() {
       const [x, y0] = at()

@@ -18,7 +18,7 @@
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import { type Pipeable, pipeArguments } from "effect/Pipeable"
-import { type HypergradientFailed, InvalidSolver } from "../domain/errors.ts"
+import { HypergradientFailed, InvalidSolver, UnsupportedOp } from "../domain/errors.ts"
 import { type BilevelProblem, draws, type Vector } from "../domain/Problem.ts"
 import * as Random from "../domain/Random.ts"
 import { readScalar, tensorScope } from "../domain/tensors.ts"
@@ -202,7 +202,21 @@ export const solve = (
       self.inner(Iterates.unroll(self.dynamics, y0)),
       self.hypergradient.needsPrefix
     )
-    const parts = yield* self.hypergradient.compute(self.dynamics, trajectory)
+    const parts = yield* self.hypergradient.compute(self.dynamics, trajectory).pipe(
+      // tfjs throws from inside a gradient; an op without a trustworthy second order is a failure of
+      // this strategy on this problem, which the caller can act on, not a defect.
+      Effect.catchDefect((defect) =>
+        defect instanceof UnsupportedOp
+          ? Effect.fail(
+            new HypergradientFailed({
+              strategy: self.hypergradient.name,
+              problem: defect.message,
+              hint: "Rewrite the objective with the ops docs/second-order.md lists as verified, or use first-order."
+            })
+          )
+          : Effect.die(defect)
+      )
+    )
     const y = iterateY(trajectory.selected)
     meter.sample()
     const upper = yield* readScalar(tf.tidy(() => at("upper", 0).upper(x, y)))
