@@ -38,3 +38,10 @@ export const finite = (value: number, description: string) => withDefault(Schema
 /** One of a few names. */
 export const choice = <const L extends ReadonlyArray<string>>(options: L, value: L[number], description: string) =>
   withDefault(Schema.Literals(options), value, description)
+
+/** true or false. */
+export const flag = (value: boolean, description: string) => withDefault(Schema.Boolean, value, description)
+
+/** A flag that must stay false, with the reason it cannot be set as its message. */
+export const unavailableFlag = (description: string, reason: string) =>
+  withDefault(Schema.Boolean.check(Schema.makeFilter((on: boolean) => (on ? reason : undefined))), false, description)

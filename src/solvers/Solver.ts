@@ -30,8 +30,12 @@ import type { Cost } from "../domain/Cost.ts"
 import type { HypergradientStrategy, InitGradient } from "./Hypergradient.ts"
 import { reverse } from "./reverse.ts"
 
-/** `fixed`: y_0 is the task's given init. `auxiliary`: y_0 = z, a variable the UL optimizer learns. */
-export type Initialization = "fixed" | "auxiliary"
+/**
+ * How y_0 is chosen: `fixed`, the task's given init; `auxiliary`, y_0 = z, a variable the UL
+ * optimizer learns (IA); `warm`, y_0 = the previous outer step's selected iterate y_k̄, a constant
+ * carried in the UL state (what BOAT, Betty and hypertorch's examples do).
+ */
+export type Initialization = "fixed" | "auxiliary" | "warm"
 
 /**
  * A solver; its type parameters record what the types can check: whether the inner stream ends
@@ -104,6 +108,15 @@ export const auxiliaryInit = <B extends boolean, R extends "exact" | "approximat
   self: Solver<B, "fixed", R>
 ): Solver<B, "auxiliary", R> => solver({ ...self, initialization: "auxiliary" })
 
+/**
+ * Warm start: y_0 of outer step t + 1 is y_k̄ of step t (y_K under the `last` selection), not
+ * differentiated, kept in the UL state so checkpoints and replay carry it. It takes the place that
+ * auxiliary-init gives a learned z, so the two do not compose (neither type-checks after the other),
+ * and it needs one LL variable per run: a meta-batch of episodes refuses it when solved.
+ */
+export const warmStart = <B extends boolean, R extends InitGradient>(self: Solver<B, "fixed", R>): Solver<B, "warm", R> =>
+  solver({ ...self, initialization: "warm" })
+
 /** Appends a combinator to the inner loop (one that may not end it: use `take` or a stop for that). */
 export const iterates = (f: (iterates: Iterates.Iterates) => Iterates.Iterates) =>
 <B extends boolean, I extends Initialization, R extends InitGradient>(self: Solver<B, I, R>): Solver<B, I, R> =>
@@ -175,7 +188,7 @@ export const validate = (self: Solver): Effect.Effect<Bounded, InvalidSolver> =>
 
 /** One line naming a solver's parts, for messages. */
 export const describe = (self: Solver): string =>
-  [self.dynamics.name, self.initialization === "auxiliary" ? "auxiliary-init" : undefined, self.selection.name, self.hypergradient.name]
+  [self.dynamics.name, self.initialization === "fixed" ? undefined : `${self.initialization}-init`, self.selection.name, self.hypergradient.name]
     .filter((part) => part !== undefined)
     .join(" ∘ ")
 

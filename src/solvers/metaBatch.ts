@@ -9,11 +9,11 @@
  */
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
-import type { HypergradientFailed, InvalidSolver } from "../domain/errors.ts"
+import { type HypergradientFailed, InvalidSolver } from "../domain/errors.ts"
 import { type BilevelProblem, draws, type Episode, type Vector } from "../domain/Problem.ts"
 import * as Random from "../domain/Random.ts"
 import { readScalar, tensorScope, tidy } from "../domain/tensors.ts"
-import { type Bounded, lowerSolution, type Solution, solve } from "./Solver.ts"
+import { type Bounded, describe, lowerSolution, type Solution, solve } from "./Solver.ts"
 import { vjp } from "./vjp.ts"
 
 /** dF/dx at (x, z) for the outer step keyed `key`: one problem, or the mean over its episodes. */
@@ -25,6 +25,13 @@ export const hypergradientAt = (
   key: Random.Key
 ): Effect.Effect<Solution, InvalidSolver | HypergradientFailed> =>
   problem.episodes === undefined ? solve(solver, problem, x, z, key) : tensorScope(Effect.gen(function*() {
+    if (solver.initialization === "warm") {
+      return yield* new InvalidSolver({
+        solver: describe(solver),
+        problem: "warm start carries one LL variable from step to step, and a meta-batch has one per episode",
+        hint: "Drop warmStart for episodic tasks (auxiliary-init learns a shared initialization instead)."
+      })
+    }
     const solutions: Array<Solution> = []
     for (const [b, episode] of drawEpisodes(problem, key).entries()) {
       const { pullback, value } = encoded(episode, x)

@@ -4,7 +4,7 @@
  * `innerSteps` and `innerLr`.
  */
 import { Schema } from "effect"
-import { choice, count, rate } from "../domain/settings.ts"
+import { choice, count, flag, rate, unavailableFlag } from "../domain/settings.ts"
 import { bda, fista, gradientDescent, nesterovMomentum } from "../dynamics/Dynamics.ts"
 import { firstOrder } from "./firstOrder.ts"
 import { fixedPoint, implicit, stationarity } from "./implicit.ts"
@@ -25,12 +25,40 @@ export interface Method<S = any> {
   readonly build: (inner: InnerSettings, settings: S) => Solver.Bounded
 }
 
+const warmStartDescription = "start each outer step's LL from the previous step's y_K instead of the fixed y_0 (a constant)"
+
+/** A method whose LL starts at a fixed y_0, and so may warm-start (`--set warmStart=true`). */
 const define = <F extends Schema.Struct.Fields>(method: {
   readonly name: string
   readonly description: string
   readonly settings: Schema.Struct<F>
-  readonly build: (inner: InnerSettings, settings: Schema.Struct<F>["Type"]) => Solver.Bounded
-}): Method => method as unknown as Method
+  readonly build: (inner: InnerSettings, settings: Schema.Struct<F>["Type"]) => Solver.Solver<true, "fixed">
+}): Method => ({
+  ...method,
+  settings: Schema.Struct({ ...method.settings.fields, warmStart: flag(false, warmStartDescription) }),
+  build: (inner: InnerSettings, { warmStart, ...settings }: { readonly warmStart: boolean }) => {
+    const solver = method.build(inner, settings as Schema.Struct<F>["Type"])
+    return warmStart ? Solver.warmStart(solver) : solver
+  }
+}) as unknown as Method
+
+/** A method that learns y_0 = z (auxiliary-init): warm start would take z's place, so it refuses it, saying why. */
+const defineAuxiliary = <F extends Schema.Struct.Fields>(method: {
+  readonly name: string
+  readonly description: string
+  readonly settings: Schema.Struct<F>
+  readonly build: (inner: InnerSettings, settings: Schema.Struct<F>["Type"]) => Solver.Solver<true, "auxiliary">
+}): Method => ({
+  ...method,
+  settings: Schema.Struct({
+    ...method.settings.fields,
+    warmStart: unavailableFlag(
+      warmStartDescription,
+      `${method.name} learns its LL initialization z (auxiliary-init), which warm start would replace: ` +
+        "use a fixed-init method (rhg, t-rhg, bda, ls, ns, aid-fp, first-order) to warm-start"
+    )
+  })
+}) as unknown as Method
 
 const none = Schema.Struct({})
 
@@ -87,14 +115,14 @@ export const aidFp = define({
     )
 })
 
-export const iaGm = define({
+export const iaGm = defineAuxiliary({
   name: "ia-gm",
   description: "Initialization auxiliary: y_0 = z learned beside x, K projected GD steps, full reverse (IA-GM)",
   settings: none,
   build: (inner) => descent(inner).pipe(Solver.auxiliaryInit)
 })
 
-export const iaGmA = define({
+export const iaGmA = defineAuxiliary({
   name: "ia-gm-a",
   description: "IA-GM with accelerated LL dynamics: FISTA (paper Eq. 9) or SGD with Nesterov momentum (official code)",
   settings: Schema.Struct({
@@ -108,7 +136,7 @@ export const iaGmA = define({
     )
 })
 
-export const iapttGm = define({
+export const iapttGm = defineAuxiliary({
   name: "iaptt-gm",
   description: "IA-GM with pessimistic trajectory truncation: backpropagate to k̄ = argmax_k F(x, y_k) only (IAPTT-GM)",
   settings: none,

@@ -16,7 +16,7 @@ import type { Bounded, Solution } from "./Solver.ts"
 export interface OuterState {
   readonly t: number
   readonly x: Vector
-  /** The LL initialization: learned under auxiliary-init, fixed otherwise. */
+  /** The LL initialization: learned under auxiliary-init, the last y_k̄ under warm start, fixed otherwise. */
   readonly z: Vector
   readonly xOptimizer: OptState
   readonly zOptimizer: OptState
@@ -103,7 +103,7 @@ const outerStep = (solver: Bounded, problem: BilevelProblem, optimizers: UpperOp
       const [x, xOptimizer] = step(optimizers.x, before.x, solution.gradX, before.xOptimizer, problem.projectX)
       const [z, zOptimizer] = learnsZ
         ? step(optimizers.z, before.z, solution.gradZ, before.zOptimizer, problem.projectY ?? identity)
-        : [tf.clone(before.z), before.zOptimizer]
+        : [tf.clone(solver.initialization === "warm" ? solution.y : before.z), before.zOptimizer]
       return { t: before.t + 1, x, z, xOptimizer, zOptimizer }
     })
     const [xFinite, zFinite] = yield* finiteEach([after.x, after.z])
