@@ -231,6 +231,30 @@ layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer), { timeout: 120_000 
       assert.isAbove(Math.abs(plain - fista), 1e-3 * Math.abs(fista), "FISTA and GD nets differ here, so the check can fail")
     }).pipe(Effect.scoped))
 
+  it.effect("the converged-training metric is GD from the method's y_0 stopped at ‖∇_y f‖ ≤ tolerance, done here by hand", () =>
+    Effect.gen(function*() {
+      const settings = { ...small, outerSteps: 2, metricsEvery: 5, convergedEvery: 1, convergedTolerance: 0.05, convergedMaxSteps: 400 }
+      const result = yield* run({ task: "hyper-cleaning", method: "rhg", seed: 0, settings, out: path.join(scratch, `run-${runs++}`), checkpointEvery: 1 })
+      const steps = (yield* RunRecord.read(result.runDir)).steps
+      assert.deepStrictEqual(steps.map((s) => typeof s["convergedTestAccuracy"]), ["number", "number"], "at every convergedEvery step")
+      const last = steps[1]!
+      const checkpoint = (yield* Checkpoint.read(result.runDir))!
+      const bytes = Buffer.from(checkpoint.x.data, "base64")
+      const x = tf.tensor1d(new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4).slice())
+      const { problem, y0 } = yield* instance(settings)
+      let y = y0
+      let k = 0
+      const gradientNorm = () => Math.hypot(...vectorValue(problem.lowerGradient!(x, y)))
+      while (k < settings.convergedMaxSteps && small.innerLr * gradientNorm() > small.innerLr * settings.convergedTolerance) {
+        y = tf.sub(y, tf.mul(small.innerLr, problem.lowerGradient!(x, y)))
+        k++
+      }
+      assert.isAbove(k, small.innerSteps, "it trains past the protocol's K")
+      assert.isBelow(k, settings.convergedMaxSteps, "and stops at the tolerance")
+      assert.strictEqual(last["convergedSteps"], k)
+      assert.approximately(last["convergedValLoss"] as number, vectorValue(problem.upper(x, y))[0]!, 1e-5)
+    }).pipe(Effect.scoped))
+
   it.effect("a short IAPTT-GM run learns: validation loss falls and test accuracy beats chance", () =>
     Effect.gen(function*() {
       const result = yield* run({

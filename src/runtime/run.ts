@@ -125,7 +125,7 @@ const runSession = Effect.fnUntraced(function*(session: Session) {
       : yield* Checkpoint.restore(checkpoint, fresh, `${writer.dir}/${RunRecord.files.checkpoint}`)
     if (checkpoint !== undefined) rng.restore(checkpoint.rng)
     const trained = select(last)(solver)
-    const train: LowerTraining = (x, z) => lowerSolution(trained, fullBatch(instance.problem), x, z)
+    const train: LowerTraining = (x, z) => Effect.map(lowerSolution(trained, fullBatch(instance.problem), x, z), ({ y }) => y)
     yield* outerSteps(solver, instance.problem, start, instance.optimizers, Random.key(session.seed)).pipe(
       Stream.take(Math.max(0, session.total - start.t)),
       Stream.runForEach((step) =>

@@ -250,8 +250,9 @@ export const solve = (
 }
 
 /**
- * The LL iterate the pipeline selects, y_k̄(x, y_0), with no hypergradient: what the method's own
- * inner loop produces (its dynamics, stops and selection). Its tensor belongs to the caller.
+ * The LL iterate the pipeline selects, y_k̄(x, y_0), and its index k̄, with no hypergradient: what
+ * the method's own inner loop produces (its dynamics, stops and selection). Its tensor belongs to the
+ * caller.
  */
 export const lowerSolution = (
   self: Bounded,
@@ -259,11 +260,11 @@ export const lowerSolution = (
   x: Vector,
   y0: Vector,
   key: Random.Key = unkeyed
-): Effect.Effect<Vector, InvalidSolver> =>
+): Effect.Effect<{ readonly y: Vector; readonly k: number }, InvalidSolver> =>
   tensorScope(Effect.gen(function*() {
     yield* validate(self)
     const trajectory = yield* self.selection.select(self.inner(Iterates.unroll(self.dynamics, y0)), false)
-    return iterateY(trajectory.selected)
+    return { y: iterateY(trajectory.selected), k: trajectory.selected.k }
   })).pipe(Effect.provideService(LowerLevel, { at: draws(problem, key), x, meter: makeMeter() }))
 
 /**
@@ -279,6 +280,6 @@ export const upperAt = (
   key: Random.Key = unkeyed
 ): Effect.Effect<number, InvalidSolver> =>
   tensorScope(Effect.gen(function*() {
-    const y = yield* lowerSolution(self, problem, x, y0, key)
+    const { y } = yield* lowerSolution(self, problem, x, y0, key)
     return yield* readScalar(tf.tidy(() => draws(problem, key)("upper", 0).upper(x, y)))
   }))

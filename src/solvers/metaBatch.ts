@@ -59,7 +59,7 @@ export const valueAt = (
       }))
     let total = 0
     for (const part of parts) {
-      const y = yield* lowerSolution(solver, part.problem, part.x, z, part.key)
+      const { y } = yield* lowerSolution(solver, part.problem, part.x, z, part.key)
       total += yield* readScalar(tf.tidy(() => draws(part.problem, part.key)("upper", 0).upper(part.x, y)))
     }
     return total / parts.length

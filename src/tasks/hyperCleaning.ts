@@ -25,9 +25,11 @@ import { Effect, Schema } from "effect"
 import { DatasetError } from "../domain/errors.ts"
 import type { BilevelProblem, Vector } from "../domain/Problem.ts"
 import { Rng } from "../domain/Rng.ts"
-import { choice, count, positive, rate } from "../domain/settings.ts"
+import { choice, count, natural, positive, rate } from "../domain/settings.ts"
 import { readScalar, readVector, tensorScope } from "../domain/tensors.ts"
+import { gradientDescent } from "../dynamics/Dynamics.ts"
 import { adam, type GradientTransformation, nesterovSgd, sgd } from "../solvers/optimizers.ts"
+import * as Solver from "../solvers/Solver.ts"
 import * as Classifier from "./hyperCleaning/classifier.ts"
 import { type CleaningData, drawCleaningData } from "./hyperCleaning/split.ts"
 import { accuracy, cleaningScores } from "./metrics.ts"
@@ -72,7 +74,14 @@ const Settings = Schema.Struct({
   ),
   zMomentum: rate(0.9, "momentum of zOptimizer=nesterov"),
   threshold: rate(0.5, "an example is kept when σ(x_i) ≥ threshold (cleaning precision / recall / F1)"),
-  metricsEvery: count(10, "record test accuracy and cleaning F1 every this many outer steps (and at the last)")
+  metricsEvery: count(10, "record test accuracy and cleaning F1 every this many outer steps (and at the last)"),
+  convergedEvery: natural(
+    0,
+    "also train the LL to convergence at the current x (GD from the method's own y_0 until ‖∇_y f‖ ≤ convergedTolerance) " +
+      "and record that net's test accuracy (convergedTestAccuracy), every this many outer steps and at the last; 0: never"
+  ),
+  convergedTolerance: positive(1e-3, "‖∇_y f‖ at which the converged-training metric stops"),
+  convergedMaxSteps: count(2000, "LL steps at most of the converged-training metric (convergedSteps says how many it took)")
 })
 export type HyperCleaningSettings = typeof Settings.Type
 
@@ -154,9 +163,26 @@ export const hyperCleaning = erase<HyperCleaningSettings>({
       const problem = cleaningProblem(net, t)
       const testAccuracy = (y: Vector) => Effect.map(Classifier.predict(net, t.test, y), (p) => accuracy(p, data.test.labels))
       const recordsAt = (step: number) => step % settings.metricsEvery === 0 || step === settings.outerSteps - 1
+      const convergesAt = (step: number) =>
+        settings.convergedEvery > 0 && (step % settings.convergedEvery === 0 || step === settings.outerSteps - 1)
+      // A measure that does not depend on the protocol's K: the net trained until its LL gradient vanishes
+      // (‖R_α‖ = α‖∇_y f‖ for GD with step α), capped at convergedMaxSteps.
+      const converging = Solver.make(gradientDescent({ lr: settings.innerLr })).pipe(
+        Solver.stopAtResidual({ tolerance: settings.convergedTolerance * settings.innerLr, alpha: settings.innerLr }),
+        Solver.take(settings.convergedMaxSteps)
+      )
+      const converged = (x: Vector, z: Vector) =>
+        Effect.gen(function*() {
+          const { k, y } = yield* Solver.lowerSolution(converging, problem, x, z)
+          return {
+            convergedTestAccuracy: yield* testAccuracy(y),
+            convergedValLoss: yield* readScalar(tf.tidy(() => problem.upper(x, y))),
+            convergedSteps: k
+          }
+        })
 
       const metrics: TaskInstance["metrics"] = (step, train) =>
-        recordsAt(step.before.t)
+        recordsAt(step.before.t) || convergesAt(step.before.t)
           ? tensorScope(Effect.gen(function*() {
             const { x, z } = step.after
             const trained = yield* train(x, z)
@@ -165,7 +191,8 @@ export const hyperCleaning = erase<HyperCleaningSettings>({
               testAccuracy: yield* testAccuracy(trained),
               ...(learnsZ ? { testAccuracyZ: yield* testAccuracy(z) } : {}),
               valLoss: yield* readScalar(tf.tidy(() => problem.upper(x, trained))),
-              ...cleaningScores(yield* readVector(x), data.clean, settings.threshold)
+              ...cleaningScores(yield* readVector(x), data.clean, settings.threshold),
+              ...(convergesAt(step.before.t) ? yield* converged(x, z) : {})
             }
           }))
           : Effect.succeed({})
@@ -180,7 +207,7 @@ export const hyperCleaning = erase<HyperCleaningSettings>({
         const pick = (keys: ReadonlyArray<string>) =>
           Object.fromEntries(keys.filter((k) => last[k] !== undefined).map((k) => [k, last[k]]))
         return {
-          ...pick(["t", "testAccuracy", "testAccuracyZ", "f1", "precision", "recall", "keptFraction", "valLoss"]),
+          ...pick(["t", "testAccuracy", "testAccuracyZ", "f1", "precision", "recall", "keptFraction", "valLoss", "convergedTestAccuracy", "convergedSteps"]),
           bestTestAccuracy: best("testAccuracy"),
           ...(best("testAccuracyZ") === undefined ? {} : { bestTestAccuracyZ: best("testAccuracyZ") }),
           bestF1: best("f1"),
