@@ -52,7 +52,7 @@ layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer))("run pipeline", (it
   it.effect("the result carries config, final x, the y used by F and x's tail statistics", () =>
     Effect.gen(function*() {
       const result = yield* toy("iaptt-gm", { outerSteps: 4, x0: 5, y0: 1 })
-      assert.deepStrictEqual(result.config, { x0: 5, y0: 1, outerSteps: 4, innerSteps: 6, innerLr: 0.0005, outerLr: 0.1 })
+      assert.deepStrictEqual(result.config, { x0: 5, y0: 1, outerSteps: 4, innerSteps: 6, innerLr: 0.0005, outerLr: 0.1, warmStart: false })
       assert.strictEqual(result.outerSteps, 4)
       assert.hasAllKeys(result.final, ["F", "x", "y", "xTail"])
       assert.strictEqual((result.final["xTail"] as { steps: number }).steps, 4)

@@ -42,6 +42,6 @@ export const choice = <const L extends ReadonlyArray<string>>(options: L, value:
 /** true or false. */
 export const flag = (value: boolean, description: string) => withDefault(Schema.Boolean, value, description)
 
-/** A flag that must stay false, with the reason it cannot be set as its message. */
+/** A flag that must stay false, with the reason it cannot be set as the message when it is. */
 export const unavailableFlag = (description: string, reason: string) =>
-  withDefault(Schema.Boolean.check(Schema.makeFilter((on: boolean) => (on ? reason : undefined))), false, description)
+  withDefault(Schema.Literal(false).annotate({ message: reason }), false, description)

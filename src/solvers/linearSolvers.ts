@@ -35,9 +35,15 @@ const indefinite = 1e-4
  * Conjugate gradient for symmetric positive-definite A (LS): J iterations, or fewer once
  * ‖r‖ ≤ tolerance (which costs one host sync per iteration). Where A turns out indefinite (a
  * direction of clearly negative curvature: ∇²_yy f at an LL point that is no minimum), the solve
- * fails with `HypergradientFailed` rather than return a meaningless solution.
+ * fails with `HypergradientFailed` rather than return a meaningless solution — unless `indefinite`
+ * is `"skip"`: then it steps along no direction of non-positive curvature and returns what it has,
+ * as an LS baseline that ignores its premise does (the IAPTT-GM paper's Fig. 1).
  */
-export const conjugateGradient = (options: { readonly iterations: number; readonly tolerance?: number }): LinearSolver => ({
+export const conjugateGradient = (options: {
+  readonly iterations: number
+  readonly tolerance?: number
+  readonly indefinite?: "fail" | "skip"
+}): LinearSolver => ({
   name: `cg(${options.iterations})`,
   solve: (matvec, b) => {
     const iterates = iterateLazily(
@@ -72,7 +78,7 @@ export const conjugateGradient = (options: { readonly iterations: number; readon
       Effect.flatMap((s) =>
         Effect.flatMap(readVector(s.curvature), ([low, high]) => {
           s.curvature.dispose()
-          return low! < -indefinite * Math.abs(high!)
+          return options.indefinite !== "skip" && low! < -indefinite * Math.abs(high!)
             ? Effect.fail(
               new HypergradientFailed({
                 strategy: `cg(${options.iterations})`,

@@ -90,9 +90,18 @@ export const bdaMethod = define({
 export const ls = define({
   name: "ls",
   description: "Implicit hypergradient, linear system ∇²_yy f v = ∇_y F solved by conjugate gradient (LS)",
-  settings: Schema.Struct({ cgIters: count(20, "conjugate-gradient iterations (LS)") }),
-  build: (inner, { cgIters }) =>
-    descent(inner).pipe(Solver.hypergradient(implicit(stationarity, conjugateGradient({ iterations: cgIters }))))
+  settings: Schema.Struct({
+    cgIters: count(20, "conjugate-gradient iterations (LS)"),
+    cgIndefinite: choice(
+      ["fail", "skip"],
+      "fail",
+      "when ∇²_yy f is indefinite at y_K (no LL minimum): fail with HypergradientFailed, or skip its negative curvature (LS)"
+    )
+  }),
+  build: (inner, { cgIndefinite, cgIters }) =>
+    descent(inner).pipe(
+      Solver.hypergradient(implicit(stationarity, conjugateGradient({ iterations: cgIters, indefinite: cgIndefinite })))
+    )
 })
 
 export const ns = define({

@@ -47,7 +47,8 @@ export const toyGrid = (
         task: "toy-nonconvex",
         method,
         seed,
-        settings: { ...options.settings, x0: init[0], y0: init[1] }
+        // The paper's LS runs CG whatever the LL Hessian: ours does too, skipping negative curvature.
+        settings: { ...options.settings, x0: init[0], y0: init[1], ...(method === "ls" ? { cgIndefinite: "skip" } : {}) }
       }))
     )
   )
