@@ -14,12 +14,14 @@ import { existsSync, mkdtempSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
 import type { BilevelProblem } from "../src/domain/Problem.ts"
+import * as Random from "../src/domain/Random.ts"
 import { make as makeRng, Rng } from "../src/domain/Rng.ts"
 import * as Backend from "../src/runtime/Backend.ts"
 import * as Checkpoint from "../src/runtime/checkpoint.ts"
 import { table3 } from "../src/runtime/reproduce/table3.ts"
 import { gradcheck } from "../src/runtime/gradcheck.ts"
-import { run } from "../src/runtime/run.ts"
+import { replay, timingFields } from "../src/runtime/replay.ts"
+import { resume, run } from "../src/runtime/run.ts"
 import * as RunRecord from "../src/runtime/RunRecord.ts"
 import { solve, upperAt } from "../src/solvers/Solver.ts"
 import { iapttGm, rhg } from "../src/solvers/methods.ts"
@@ -143,6 +145,57 @@ layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer), { timeout: 120_000 
         assert.isBelow(relativeError(vectorValue(a.gradX), vectorValue(b.gradX)), 1e-4, net)
       }
     }).pipe(Effect.scoped))
+
+  it.effect("a minibatch draw's closed-form ∇_y f and its products equal autodiff of its f; its x-gradient lives on its rows", () =>
+    Effect.gen(function*() {
+      for (const net of ["linear", "mlp"]) {
+        const { problem, y0 } = yield* instance({ net, lowerBatch: 12, upperBatch: 9 })
+        const drawn = problem.sample!(makeRng(3))
+        const x = tf.randomNormal([small.trainSize], 0, 1, "float32", 7)
+        const v = tf.randomNormal(y0.shape, 0, 1, "float32", 8)
+        const auto = (xx: tf.Tensor, yy: tf.Tensor) => tf.grad((w: tf.Tensor) => drawn.lower(xx, w))(yy)
+        assert.isBelow(relativeError(vectorValue(drawn.lowerGradient!(x, y0)), vectorValue(auto(x, y0))), 1e-5, net)
+        const [autoX, autoY] = tf.grads((xx: tf.Tensor, yy: tf.Tensor) => tf.sum(tf.mul(auto(xx, yy), v)))([x, y0]).map(vectorValue)
+        const closed = drawn.lowerHessianVectorProduct!(x, y0, v)
+        assert.isBelow(relativeError(vectorValue(closed.x), autoX!), 1e-5, `${net} ∂x`)
+        assert.isBelow(relativeError(vectorValue(closed.y), autoY!), 1e-5, `${net} ∂y`)
+        assert.strictEqual(autoX!.filter((g) => g !== 0).length, 12, "only the 12 drawn examples' weights move f")
+        // F on 9 validation rows is not F on all of them.
+        assert.notStrictEqual(vectorValue(drawn.upper(x, y0))[0], vectorValue(problem.upper(x, y0))[0])
+      }
+    }).pipe(Effect.scoped))
+
+  it.effect("minibatch RHG: the closed-form path equals autodiff, and finite differences with the samples held", () =>
+    Effect.gen(function*() {
+      const settings = { ...small, lowerBatch: 15, upperBatch: 20 }
+      const { problem, x0, y0 } = yield* instance(settings)
+      const { lowerGradient: _g, lowerHessianVectorProduct: _h, lowerLinearization: _l, ...autodiff } = problem
+      const solver = rhg.build({ innerSteps: 5, innerLr: 0.5 }, {})
+      const x = tf.randomNormal(x0.shape, 0, 1, "float32", 9)
+      const a = yield* solve(solver, problem, x, y0, Random.key(4))
+      const b = yield* solve(solver, autodiff satisfies BilevelProblem, x, y0, Random.key(4))
+      assert.isBelow(relativeError(vectorValue(a.gradX), vectorValue(b.gradX)), 1e-4)
+      const r = yield* gradcheck({ task: "hyper-cleaning", method: "rhg", seed: 0, settings, step: 0.1 })
+      assert.isBelow(r.relError, 1e-2, `${r.relError}`)
+    }).pipe(Effect.scoped))
+
+  it.effect("a minibatch run is a function of its seed: replayed and resumed bit for bit, and not the full-batch run", () =>
+    Effect.gen(function*() {
+      const request = { task: "hyper-cleaning", method: "iaptt-gm", seed: 2, settings: { ...small, outerSteps: 6, lowerBatch: 10, upperBatch: 15 } }
+      const first = yield* run({ ...request, out: path.join(scratch, `run-${runs++}`) })
+      const replayed = yield* replay({ dir: first.runDir, ignore: [...timingFields, "meanMsPerStep"] })
+      assert.strictEqual(replayed.replayedSteps, 6)
+      assert.isTrue(replayed.identical, JSON.stringify(replayed.firstDifference))
+      const dir = path.join(scratch, `run-${runs++}`)
+      yield* Effect.exit(run({ ...request, out: dir, checkpointEvery: 2, onStep: (s) => (s.t === 3 ? Effect.die("crash") : Effect.void) }))
+      yield* resume({ dir })
+      const [a, b] = [yield* RunRecord.read(first.runDir), yield* RunRecord.read(dir)]
+      assert.deepStrictEqual(b.steps.map((s) => s.F), a.steps.map((s) => s.F))
+      const fullBatch = yield* run({ ...request, settings: { ...request.settings, lowerBatch: 0, upperBatch: 0 }, out: path.join(scratch, `run-${runs++}`) })
+      assert.notDeepEqual((yield* RunRecord.read(fullBatch.runDir)).steps.map((s) => s.F), a.steps.map((s) => s.F))
+      const tooLarge = yield* Effect.flip(run({ ...request, settings: { ...request.settings, lowerBatch: 61 }, out: path.join(scratch, `run-${runs++}`) }))
+      assert.include(tooLarge.message, "lowerBatch 61 exceeds trainSize 60")
+    }))
 
   it.effect("RHG and IAPTT-GM hypergradients match finite differences (linear and mlp)", () =>
     Effect.gen(function*() {

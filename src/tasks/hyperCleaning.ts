@@ -24,7 +24,7 @@ import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Schema } from "effect"
 import { DatasetError } from "../domain/errors.ts"
 import type { BilevelProblem, Vector } from "../domain/Problem.ts"
-import { Rng } from "../domain/Rng.ts"
+import { type RandomSource, Rng } from "../domain/Rng.ts"
 import { choice, count, natural, positive, rate } from "../domain/settings.ts"
 import { readScalar, readVector, tensorScope } from "../domain/tensors.ts"
 import { gradientDescent } from "../dynamics/Dynamics.ts"
@@ -74,6 +74,8 @@ const Settings = Schema.Struct({
   ),
   zMomentum: rate(0.9, "momentum of zOptimizer=nesterov"),
   threshold: rate(0.5, "an example is kept when σ(x_i) ≥ threshold (cleaning precision / recall / F1)"),
+  lowerBatch: natural(0, "LL minibatch size: each LL step's f on this many training examples drawn afresh (0: all of them)"),
+  upperBatch: natural(0, "UL minibatch size: each outer step's F on this many validation examples drawn afresh (0: all of them)"),
   metricsEvery: count(10, "record test accuracy and cleaning F1 every this many outer steps (and at the last)"),
   convergedEvery: natural(
     0,
@@ -82,7 +84,10 @@ const Settings = Schema.Struct({
   ),
   convergedTolerance: positive(1e-3, "‖∇_y f‖ at which the converged-training metric stops"),
   convergedMaxSteps: count(2000, "LL steps at most of the converged-training metric (convergedSteps says how many it took)")
-})
+}).check(Schema.makeFilter((s) => [
+  ...(s.lowerBatch > s.trainSize ? [{ path: ["lowerBatch"], issue: `lowerBatch ${s.lowerBatch} exceeds trainSize ${s.trainSize}` }] : []),
+  ...(s.upperBatch > s.valSize ? [{ path: ["upperBatch"], issue: `upperBatch ${s.upperBatch} exceeds valSize ${s.valSize}` }] : [])
+]))
 export type HyperCleaningSettings = typeof Settings.Type
 
 /** The optimizer that steps z under auxiliary-init. */
@@ -123,18 +128,77 @@ const allocate = (data: CleaningData, y0: Float32Array): Tensors => ({
 const release = (t: Tensors) =>
   tf.dispose([...t.train.tensors, ...t.validation.tensors, ...t.test.tensors, t.trainLabels, t.validationLabels, t.x0, t.y0])
 
+/** Training or validation examples with their one-hot labels. */
+interface Split {
+  readonly data: Classifier.DataMatrix
+  readonly labels: tf.Tensor
+}
+
 /**
- * The bilevel problem of a hyper-cleaning instance, with ∇_y f and its Hessian-vector products in
- * closed form; a gradient step keeps its class probabilities and Aᵀ G for the reverse pass's product at the same point.
+ * The bilevel problem on training rows `train` (their weights x_i picked by `weights`, with `spread`
+ * mapping a cotangent of those weights back onto x) and validation rows `validation`, with ∇_y f and
+ * its Hessian-vector products in closed form; a gradient step keeps its class probabilities and Aᵀ G
+ * for the reverse pass's product at the same point.
  */
-export const cleaningProblem = (net: Classifier.Classifier, t: Tensors): BilevelProblem => ({
-  upper: (_x, y) => tf.mean(Classifier.crossEntropies(net, t.validation, t.validationLabels, y)),
-  lower: (x, y) => Classifier.weightedLoss(net, t.train, t.trainLabels, x, y),
-  lowerGradient: (x, y) => Classifier.weightedLossGradient(net, t.train, t.trainLabels, x, y),
-  lowerLinearization: (x, y) => Classifier.weightedLossLinearization(net, t.train, t.trainLabels, x, y),
-  lowerHessianVectorProduct: (x, y, v, residuals) =>
-    Classifier.weightedLossHessianVectorProduct(net, t.train, t.trainLabels, x, y, v, residuals)
+const problemOn = (
+  net: Classifier.Classifier,
+  train: Split,
+  validation: Split,
+  weights: (x: Vector) => Vector = (x) => x,
+  spread: (cotangent: Vector) => Vector = (c) => c
+): BilevelProblem => ({
+  upper: (_x, y) => tf.mean(Classifier.crossEntropies(net, validation.data, validation.labels, y)),
+  lower: (x, y) => Classifier.weightedLoss(net, train.data, train.labels, weights(x), y),
+  lowerGradient: (x, y) => Classifier.weightedLossGradient(net, train.data, train.labels, weights(x), y),
+  lowerLinearization: (x, y) => Classifier.weightedLossLinearization(net, train.data, train.labels, weights(x), y),
+  lowerHessianVectorProduct: (x, y, v, residuals) => {
+    const product = Classifier.weightedLossHessianVectorProduct(net, train.data, train.labels, weights(x), y, v, residuals)
+    return { x: spread(product.x), y: product.y }
+  }
 })
+
+/** `size` of `n` rows drawn without replacement, or all of them when size is 0. */
+const rowsOf = (random: RandomSource, n: number, size: number): tf.Tensor1D | undefined =>
+  size === 0 ? undefined : tf.tensor1d(random.permutation(n).subarray(0, size), "int32")
+
+/** The rows `rows` of a split (all of it when undefined). */
+const subset = (split: Split, rows: tf.Tensor1D | undefined): Split =>
+  rows === undefined ? split : {
+    data: split.data.select(rows),
+    labels: tf.gather(split.labels, rows)
+  }
+
+/**
+ * The hyper-cleaning problem: full batch, or with `lowerBatch` / `upperBatch` a sampler whose draw
+ * takes f on that many training rows (mean of σ(x_i)·CE_i over them, their gradient in x scattered
+ * back onto all of x) and F on that many validation rows.
+ */
+export const cleaningProblem = (
+  net: Classifier.Classifier,
+  t: Tensors,
+  batches: { readonly lowerBatch: number; readonly upperBatch: number } = { lowerBatch: 0, upperBatch: 0 }
+): BilevelProblem => {
+  const train = { data: t.train, labels: t.trainLabels }
+  const validation = { data: t.validation, labels: t.validationLabels }
+  const full = problemOn(net, train, validation)
+  if (batches.lowerBatch === 0 && batches.upperBatch === 0) return full
+  return {
+    ...full,
+    sample: (random) => {
+      const lower = rowsOf(random, t.train.rows, batches.lowerBatch)
+      const upper = rowsOf(random, t.validation.rows, batches.upperBatch)
+      return lower === undefined
+        ? problemOn(net, train, subset(validation, upper))
+        : problemOn(
+          net,
+          subset(train, lower),
+          subset(validation, upper),
+          (x) => tf.gather(x, lower),
+          (c) => tf.scatterND(tf.expandDims(lower, 1), c, [t.train.rows])
+        )
+    }
+  }
+}
 
 export const hyperCleaning = erase<HyperCleaningSettings>({
   name: "hyper-cleaning",
@@ -160,7 +224,7 @@ export const hyperCleaning = erase<HyperCleaningSettings>({
         : Classifier.mlp(data.inputs, settings.hidden, classes)
       const weights = settings.init === "zeros" ? new Float32Array(net.size) : net.initialWeights(rng)
       const t = yield* Effect.acquireRelease(Effect.sync(() => allocate(data, weights)), (t) => Effect.sync(() => release(t)))
-      const problem = cleaningProblem(net, t)
+      const problem = cleaningProblem(net, t, settings)
       const testAccuracy = (y: Vector) => Effect.map(Classifier.predict(net, t.test, y), (p) => accuracy(p, data.test.labels))
       const recordsAt = (step: number) => step % settings.metricsEvery === 0 || step === settings.outerSteps - 1
       const convergesAt = (step: number) =>

@@ -35,13 +35,19 @@ export interface DataMatrix {
   readonly times: (v: tf.Tensor) => tf.Tensor2D
   /** Aᵀ G for G [n, k]. */
   readonly transposeTimes: (g: tf.Tensor) => tf.Tensor2D
+  /** The data matrix of some of its rows (a minibatch), in the caller's scope. */
+  readonly select: (rows: tf.Tensor1D) => DataMatrix
   /** The tensors it owns (A and Aᵀ), for release. */
   readonly tensors: ReadonlyArray<tf.Tensor>
 }
 
 /** A [rows, columns] from row-major values; allocates A and Aᵀ. */
-export const dataMatrix = (values: Float32Array, rows: number, columns: number): DataMatrix => {
-  const a = tf.tensor2d(values, [rows, columns])
+export const dataMatrix = (values: Float32Array, rows: number, columns: number): DataMatrix =>
+  dataMatrixOf(tf.tensor2d(values, [rows, columns]))
+
+/** A data matrix over the tensor A (a minibatch's rows, say); allocates Aᵀ. */
+export const dataMatrixOf = (a: tf.Tensor2D): DataMatrix => {
+  const [rows, columns] = a.shape
   const aT = tf.transpose(a)
   // M X as (Xᵀ Mᵀ)ᵀ, the constant second: the wasm backend's XNNPACK packs a product's second operand
   // once per tensor and reuses it, and thousands of columns fill its tiles where k ≈ 10 do not.
@@ -63,6 +69,7 @@ export const dataMatrix = (values: Float32Array, rows: number, columns: number):
     columns,
     times: (v) => times(v) as tf.Tensor2D,
     transposeTimes: (g) => transposeTimes(g) as tf.Tensor2D,
+    select: (selected) => dataMatrixOf(tf.gather(a, selected)),
     tensors: [a, aT]
   }
 }
