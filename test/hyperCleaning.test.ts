@@ -334,7 +334,10 @@ layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer), { timeout: 120_000 
         testSize: 60,
         innerSteps: 3,
         outerSteps: 3,
-        methods: "rhg,iaptt-gm"
+        methods: "rhg,iaptt-gm",
+        warmStart: "also",
+        convergedEvery: 2,
+        convergedMaxSteps: 25
       })
       const lines: Array<string> = []
       const options = {
@@ -348,6 +351,9 @@ layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer), { timeout: 120_000 
       const result = yield* table3.run(options)
       const report = readFileSync(result.report, "utf8")
       assert.include(report, "| RHG | 3 |")
+      assert.include(report, "| RHG (warm start) | 3 |") // a fixed-init method's warm twin; IAPTT-GM learns z and has none
+      assert.notInclude(report, "IAPTT-GM (warm start)")
+      assert.include(report, "(25 steps)") // the converged-training column: tolerance not reached within 25 steps
       assert.include(report, "81.91 / 87.12") // the paper's FashionMNIST RHG
       assert.include(report, "not available here")
       assert.isTrue(existsSync(path.join(out, "accuracy-f1.png")) && existsSync(path.join(out, "accuracy-f1.svg")))
