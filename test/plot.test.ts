@@ -93,7 +93,7 @@ describe("plotRuns", () => {
     Effect.gen(function*() {
       const runs = yield* readRuns
       const fetch = vi.spyOn(globalThis, "fetch")
-      const svg = yield* plotRuns(runs, { metrics: ["F", "testAccuracy"], title: "toy", logY: true })
+      const svg = yield* plotRuns(runs, { metrics: ["F", "testAccuracy"], title: "toy", scale: "log" })
       assert.strictEqual(fetch.mock.calls.length, 0)
       fetch.mockRestore()
 

@@ -1,7 +1,9 @@
 /**
  * A comparison table of run records: one row per run with what was run, how it ended, its final metrics and its
- * mean cost per outer step; as a Markdown table, RFC 4180 CSV, or JSON.
+ * mean cost per outer step; or one row per configuration (see `aggregate.ts`) with a column per setting that differs
+ * between the configurations and each measure as mean ± std over its runs; as a Markdown table, RFC 4180 CSV, or JSON.
  */
+import { type Configuration, groupByConfiguration, type Statistic, statistic, variedSettings } from "./aggregate.ts"
 import type { RunRecord, StepRecord } from "./RunRecord.ts"
 
 export type CompareFormat = "markdown" | "csv" | "json"
@@ -16,34 +18,79 @@ export interface CompareOptions {
  * Markdown and CSV show measured values to 4 significant digits and peak memory in MiB; JSON holds the raw values,
  * one object per run keyed by the column names, with `null` for a missing value.
  */
-export const compareRuns = (runs: ReadonlyArray<RunRecord>, options: CompareOptions): string => {
+export const compareRuns = (runs: ReadonlyArray<RunRecord>, options: CompareOptions): string =>
+  render([...identity, ...measures(runs, options)], runs, options.format)
+
+/**
+ * One row per configuration: task, method, the settings that differ between the configurations, the number of runs
+ * and their seeds and statuses, then every measure of {@link compareRuns} over the runs as mean ± sample std.
+ * Markdown shows `mean ± std` (and the count where fewer runs than the configuration's have the value); CSV and JSON
+ * have `<measure> mean`, `<measure> std` and `<measure> n` columns.
+ */
+export const compareConfigurations = (runs: ReadonlyArray<RunRecord>, options: CompareOptions): string => {
+  const configurations = groupByConfiguration(runs)
+  const settings = variedSettings(configurations).map((key): Column<Configuration> => ({
+    name: key,
+    kind: "text",
+    value: (c) => c.settings[key]
+  }))
+  const overRuns = (column: Column<RunRecord>): Column<Configuration> => ({
+    name: column.name,
+    kind: "statistic",
+    value: (c) => {
+      const s = statistic(c.runs.map(column.value))
+      return s === undefined ? undefined : { ...s, of: c.runs.length }
+    }
+  })
+  return render([...configurationIdentity, ...settings, ...measures(runs, options).map(overRuns)], configurations, options.format)
+}
+
+const measures = (runs: ReadonlyArray<RunRecord>, options: CompareOptions): ReadonlyArray<Column<RunRecord>> => {
   const finals = options.metrics ?? [...new Set(runs.flatMap((run) => Object.keys(run.summary?.final ?? {})))]
-  const columns = [...identity, ...finals.map(finalColumn), ...means]
-  const rows = runs.map((run) => columns.map((column) => column.value(run)))
-  switch (options.format) {
+  return [...finals.map(finalColumn), ...means]
+}
+
+const render = <A>(columns: ReadonlyArray<Column<A>>, items: ReadonlyArray<A>, format: CompareFormat): string => {
+  const shown = format === "markdown" ? columns : columns.flatMap(splitStatistic)
+  const rows = items.map((item) => shown.map((column) => column.value(item)))
+  switch (format) {
     case "json":
       return JSON.stringify(
-        rows.map((row) => Object.fromEntries(row.map((value, i) => [columns[i]!.name, value ?? null]))),
+        rows.map((row) => Object.fromEntries(row.map((value, i) => [shown[i]!.name, value ?? null]))),
         null,
         2
       )
     case "csv":
-      return [columns.map((c) => c.name), ...rows.map((row) => row.map((value, i) => show(columns[i]!, value)))]
+      return [shown.map((c) => c.name), ...rows.map((row) => row.map((value, i) => show(shown[i]!, value)))]
         .map((cells) => cells.map(csvField).join(",") + "\r\n")
         .join("")
     case "markdown":
-      return markdown(columns, rows.map((row) => row.map((value, i) => show(columns[i]!, value))))
+      return markdown(shown, rows.map((row) => row.map((value, i) => show(shown[i]!, value))))
   }
 }
 
-/** `count`s are shown exactly, `measure`s rounded; both are right-aligned in Markdown. */
-interface Column {
-  readonly name: string
-  readonly kind: "text" | "count" | "measure"
-  readonly value: (run: RunRecord) => unknown
+/** A statistic as its mean, std and n columns, for the formats read by programs. */
+const splitStatistic = <A>(column: Column<A>): ReadonlyArray<Column<A>> => {
+  if (column.kind !== "statistic") return [column]
+  const part = (key: keyof Statistic, kind: Column<A>["kind"]): Column<A> => ({
+    name: `${column.name} ${key}`,
+    kind,
+    value: (item) => (column.value(item) as Statistic | undefined)?.[key]
+  })
+  return [part("mean", "measure"), part("std", "measure"), part("n", "count")]
 }
 
-const identity: ReadonlyArray<Column> = [
+/**
+ * `count`s are shown exactly, `measure`s rounded, a `statistic` (a {@link Statistic} of the runs of a configuration) as
+ * rounded mean ± std; all three are right-aligned in Markdown.
+ */
+interface Column<A> {
+  readonly name: string
+  readonly kind: "text" | "count" | "measure" | "statistic"
+  readonly value: (item: A) => unknown
+}
+
+const identity: ReadonlyArray<Column<RunRecord>> = [
   { name: "label", kind: "text", value: (run) => run.info.label },
   { name: "method", kind: "text", value: (run) => run.info.method },
   { name: "task", kind: "text", value: (run) => run.info.task },
@@ -53,19 +100,34 @@ const identity: ReadonlyArray<Column> = [
   { name: "outerSteps", kind: "count", value: (run) => run.summary?.outerSteps ?? run.steps.length }
 ]
 
-const finalColumn = (metric: string): Column => ({
+const configurationIdentity: ReadonlyArray<Column<Configuration>> = [
+  { name: "task", kind: "text", value: (c) => c.task },
+  { name: "method", kind: "text", value: (c) => c.method },
+  { name: "n", kind: "count", value: (c) => c.runs.length },
+  { name: "seeds", kind: "text", value: (c) => c.runs.map((run) => run.info.seed).join(" ") },
+  {
+    name: "status",
+    kind: "text",
+    value: (c) => {
+      const statuses = c.runs.map((run) => run.summary?.status ?? "unfinished")
+      return [...new Set(statuses)].map((s) => `${statuses.filter((x) => x === s).length} ${s}`).join(", ")
+    }
+  }
+]
+
+const finalColumn = (metric: string): Column<RunRecord> => ({
   name: metric,
   kind: "measure",
   value: (run) => run.summary?.final[metric]
 })
 
-const mean = (name: string, of: (step: StepRecord) => number): Column => ({
+const mean = (name: string, of: (step: StepRecord) => number): Column<RunRecord> => ({
   name,
   kind: "measure",
   value: (run) => run.steps.length === 0 ? undefined : run.steps.reduce((sum, s) => sum + of(s), 0) / run.steps.length
 })
 
-const means: ReadonlyArray<Column> = [
+const means: ReadonlyArray<Column<RunRecord>> = [
   mean("mean ms", (s) => s.ms),
   mean("mean innerSteps", (s) => s.cost.innerSteps),
   mean("mean reverseSteps", (s) => s.cost.reverseSteps),
@@ -74,17 +136,23 @@ const means: ReadonlyArray<Column> = [
   mean("mean kbar", (s) => s.kbar)
 ]
 
-const show = (column: Column, value: unknown): string => {
+const show = (column: Column<never>, value: unknown): string => {
   if (value === undefined || value === null) return ""
+  if (column.kind === "statistic") {
+    const { mean, n, of, std } = value as Statistic & { readonly of: number }
+    return `${rounded(mean)}${std === undefined ? "" : ` ± ${rounded(std)}`}${n < of ? ` (n = ${n})` : ""}`
+  }
   if (typeof value === "number") {
-    return column.kind === "measure" && Number.isFinite(value) ? String(Number(value.toPrecision(4))) : String(value)
+    return column.kind === "measure" && Number.isFinite(value) ? rounded(value) : String(value)
   }
   return typeof value === "string" ? value : JSON.stringify(value)
 }
 
+const rounded = (value: number) => String(Number(value.toPrecision(4)))
+
 const csvField = (cell: string) => /[",\r\n]/.test(cell) ? `"${cell.replaceAll("\"", "\"\"")}"` : cell
 
-const markdown = (columns: ReadonlyArray<Column>, rows: ReadonlyArray<ReadonlyArray<string>>): string => {
+const markdown = (columns: ReadonlyArray<Column<never>>, rows: ReadonlyArray<ReadonlyArray<string>>): string => {
   const escape = (cell: string) => cell.replaceAll("|", "\\|").replace(/\r?\n/g, " ")
   const header = columns.map((c) => escape(c.name))
   const body = rows.map((row) => row.map(escape))

@@ -8,14 +8,47 @@
 import { Effect, FileSystem, Schema } from "effect"
 import type * as vega from "vega"
 import type * as vl from "vega-lite"
-import type { RunRecord, StepRecord } from "./RunRecord.ts"
+import { groupByConfiguration, hasRepeats, stepStatistics } from "./aggregate.ts"
+import type { RunInfo, RunRecord, StepRecord } from "./RunRecord.ts"
+
+/** A y-axis scale. A log axis cannot show values ≤ 0 (the panel says how many it dropped); symlog shows every value. */
+export const scales = ["linear", "log", "symlog"] as const
+export type Scale = typeof scales[number]
+
+/** What the x axis counts: the outer step, or wall time or a cost accumulated over the outer steps so far. */
+export type XAxis = "step" | "time" | "innerSteps" | "reverseSteps" | "hvps"
+
+/**
+ * Series: one per run; one per configuration (task, method and settings: see `aggregate.ts`) with its mean over the
+ * seeds as a line and ± one standard deviation as a band; or, by default, per configuration exactly when some
+ * configuration has more than one run.
+ */
+export type Grouping = "auto" | "configuration" | "run"
+
+/** One panel's own options. */
+export interface Panel {
+  readonly scale?: Scale
+  /** The y-axis title; default a readable name of the metric. */
+  readonly title?: string
+}
 
 export interface PlotOptions {
   /** Step fields to plot, one panel each: `F`, `kbar`, a task metric such as `xError`, or `cost.<field>`. */
   readonly metrics: ReadonlyArray<string>
   readonly title?: string
-  /** Log-scale y axes; values ≤ 0 cannot be shown on them and are skipped. */
-  readonly logY?: boolean
+  /** The y scale of every panel that `panels` gives none; default linear. */
+  readonly scale?: Scale
+  /** Options of single panels, by metric. */
+  readonly panels?: Readonly<Record<string, Panel>>
+  /** Default `step`. */
+  readonly x?: XAxis
+  /** Default `auto`. */
+  readonly group?: Grouping
+  /**
+   * Legend names: `varied` (default) names each series by what differs between the series (task, method, the
+   * settings that differ, seed, backend); `label` uses the runs' labels (`bilevel run --label`).
+   */
+  readonly legend?: "varied" | "label"
 }
 
 /** A plot could not be made or written; the message says what to do. */
@@ -54,27 +87,9 @@ export const plotRuns = Effect.fnUntraced(function*(
       })
     }
   }
-  const names = legendNames(runs)
-  const points = runs.flatMap((run, i) =>
-    run.steps.flatMap((step) =>
-      options.metrics.flatMap((metric) => {
-        const value = metricValue(step, metric)
-        // Absent values are skipped, so a metric logged every 10 steps draws through its own points only.
-        return value === undefined || (options.logY === true && value <= 0)
-          ? []
-          : [{ run: names[i]!, t: step.t, metric, value }]
-      })
-    )
-  )
-  for (const metric of options.metrics) {
-    if (options.logY === true && !points.some((p) => p.metric === metric)) {
-      return yield* new PlotError({
-        problem: `metric "${metric}" has no positive value to show on a log scale`,
-        hint: "Plot it without the log-scale option."
-      })
-    }
-  }
-  return yield* renderSvg(spec(points, names, options))
+  const series = seriesOf(runs, options)
+  const panels = yield* Effect.forEach(options.metrics, (metric) => panel(series, metric, options))
+  return yield* renderSvg(spec(panels, series.map((s) => s.name), options))
 })
 
 /** Rasterizes an SVG document to PNG at twice its size, so text stays sharp. */
@@ -137,46 +152,278 @@ const recordedMetrics = (runs: ReadonlyArray<RunRecord>): ReadonlyArray<string> 
   return [...names]
 }
 
-/** Run labels, made distinct (by seed, then by position) so two runs never share a line. */
-const legendNames = (runs: ReadonlyArray<RunRecord>): ReadonlyArray<string> => {
-  const count = (names: ReadonlyArray<string>, name: string) => names.filter((n) => n === name).length
-  const labels = runs.map((run) => run.info.label)
-  const seeded = runs.map(({ info }) => count(labels, info.label) > 1 ? `${info.label} (seed ${info.seed})` : info.label)
-  return seeded.map((name, i) => count(seeded, name) > 1 ? `${name} #${i + 1}` : name)
+/** A line of the plot: one run, or the runs of one configuration drawn as their mean and a band of ± one std. */
+interface Series {
+  readonly name: string
+  readonly runs: ReadonlyArray<RunRecord>
+  readonly band: boolean
 }
 
-interface Point {
-  readonly run: string
-  readonly t: number
+const seriesOf = (runs: ReadonlyArray<RunRecord>, options: PlotOptions): ReadonlyArray<Series> => {
+  const group = options.group ?? "auto"
+  if (group === "run" || (group === "auto" && !hasRepeats(runs))) {
+    const names = options.legend === "label"
+      ? runs.map((run) => run.info.label)
+      : namesFrom(runs.map((run) => [...configurationFacets(run.info), ...runFacets(run.info)]), runs.map((run) => run.info.label))
+    return runs.map((run, i) => ({ name: names[i]!, runs: [run], band: false }))
+  }
+  const configurations = groupByConfiguration(runs)
+  const labels = configurations.map((c) => [...new Set(c.runs.map((run) => run.info.label))].join(" / "))
+  const names = options.legend === "label"
+    ? labels
+    : namesFrom(configurations.map((c) => configurationFacets({ ...c, config: c.settings })), labels)
+  return configurations.map((c, i) => ({ name: `${names[i]} (n = ${c.runs.length})`, runs: c.runs, band: true }))
+}
+
+/** What can tell series apart, as (what, how it is shown) pairs in the order names list them. */
+type Facets = ReadonlyArray<readonly [string, string]>
+
+const configurationFacets = (info: Pick<RunInfo, "task" | "method" | "config">): Facets => [
+  ["task", info.task],
+  ["method", info.method],
+  ...Object.entries(info.config).map(([key, value]) =>
+    [`setting ${key}`, `${key}=${typeof value === "string" ? value : JSON.stringify(value)}`] as const
+  )
+]
+
+const runFacets = (info: RunInfo): Facets => [["seed", `seed ${info.seed}`], ["backend", info.backend]]
+
+/**
+ * Each item named by the facets whose shown values are not the same for every item; `fallback` (labels) where that
+ * leaves nothing, and a position where two names would still be equal.
+ */
+const namesFrom = (items: ReadonlyArray<Facets>, fallback: ReadonlyArray<string>): ReadonlyArray<string> => {
+  const fields = [...new Set(items.flatMap((facets) => facets.map(([field]) => field)))]
+  const shown = (facets: Facets, field: string) => facets.find(([f]) => f === field)?.[1]
+  // A facet only some items have (a setting of one method) differs only if those items differ in it.
+  const varied = fields.filter((field) => new Set(items.flatMap((facets) => shown(facets, field) ?? [])).size > 1)
+  const names = items.map((facets, i) =>
+    varied.flatMap((field) => shown(facets, field) ?? []).join(", ") || fallback[i]!
+  )
+  return names.map((name, i) => names.filter((n) => n === name).length > 1 ? `${name} #${i + 1}` : name)
+}
+
+interface Row {
   readonly metric: string
+  readonly series: string
+  readonly x: number
   readonly value: number
+  readonly lower?: number
+  readonly upper?: number
+  /** Whether a marker is drawn at this point. */
+  readonly marker: boolean
 }
 
-const spec = (points: ReadonlyArray<Point>, names: ReadonlyArray<string>, options: PlotOptions): vl.TopLevelSpec => ({
-  ...(options.title === undefined ? {} : { title: options.title }),
-  data: { values: [...points] },
-  // resvg maps the generic sans-serif to Arial alone; naming common families keeps PNG text sans where Arial is missing.
-  config: { font: "Helvetica, Arial, DejaVu Sans, Liberation Sans, sans-serif" },
-  // One x range for every panel, so a step lines up down the page.
-  resolve: { scale: { x: "shared" } },
-  vconcat: options.metrics.map((metric) => ({
-    width: 480,
-    height: 240,
-    transform: [{ filter: { field: "metric", equal: metric } }],
-    mark: { type: "line" },
-    encoding: {
-      x: { field: "t", type: "quantitative", title: "outer step" },
-      y: {
-        field: "value",
-        type: "quantitative",
-        title: metric,
-        scale: options.logY === true ? { type: "log" } : { zero: false }
-      },
-      // Legend in the order the runs were given, not alphabetical.
-      color: { field: "run", type: "nominal", title: "run", scale: { domain: [...names] } }
+interface PanelData {
+  readonly metric: string
+  readonly title: string
+  readonly scale: Scale
+  readonly band: boolean
+  readonly rows: ReadonlyArray<Row>
+  /** What a reader must be told to read the panel right: values a log axis dropped, series drawn over one another. */
+  readonly notes: ReadonlyArray<string>
+}
+
+/** A series with at most this many points in a panel has a marker on each; a longer one has {@link markersPerSeries}. */
+const allMarkersUpTo = 50
+const markersPerSeries = 12
+
+const panel = (
+  series: ReadonlyArray<Series>,
+  metric: string,
+  options: PlotOptions
+): Effect.Effect<PanelData, PlotError> => {
+  const scale = options.panels?.[metric]?.scale ?? options.scale ?? "linear"
+  const x = xPositions(series.flatMap((s) => s.runs), options.x ?? "step")
+  let dropped = 0
+  let clipped = 0
+  const droppedBy: Array<string> = []
+  const lines = series.map((s, i) => {
+    const points = stepStatistics(s.runs, (step) => metricValue(step, metric))
+    const xs = stepStatistics(s.runs, (step) => metricValue(step, metric) === undefined ? undefined : x.get(step))
+    const shown = points.flatMap((p, j) => {
+      if (scale === "log" && p.mean <= 0) return []
+      const band = s.band && p.std !== undefined
+        ? scale === "log" && p.mean - p.std <= 0 ? (clipped++, {}) : { lower: p.mean - p.std, upper: p.mean + p.std }
+        : {}
+      return [{ metric, series: s.name, x: xs[j]!.mean, value: p.mean, ...band }]
+    })
+    if (shown.length < points.length) {
+      dropped += points.length - shown.length
+      droppedBy.push(`${s.name}: ${points.length - shown.length}`)
     }
-  }))
-})
+    const markers = markerIndices(shown.length, i, series.length)
+    return shown.map((row, j): Row => ({ ...row, marker: markers.has(j) }))
+  })
+  const rows = lines.flat()
+  if (rows.length === 0) {
+    return Effect.fail(
+      new PlotError({
+        problem: `metric "${metric}" has no positive value to show on a log scale`,
+        hint: "Plot it on a linear or symlog scale."
+      })
+    )
+  }
+  const total = rows.length + dropped
+  const notes = [
+    ...(dropped === 0 ? [] : [`log scale: ${dropped} of ${total} values ≤ 0 not shown (${droppedBy.join(", ")})`]),
+    ...(clipped === 0 ? [] : [`log scale: no band at ${clipped} points where mean − std ≤ 0`]),
+    ...coinciding(series.map((s, i) => [s.name, lines[i]!] as const), scale).map((names) =>
+      `${names.join(" = ")}: drawn over one another (within ${coincidence * 100}% of the axis range)`
+    )
+  ]
+  return Effect.succeed({
+    metric,
+    title: options.panels?.[metric]?.title ?? readableName(metric),
+    scale,
+    band: series.some((s) => s.band),
+    rows,
+    notes
+  })
+}
+
+/**
+ * Where markers go on series `i` of `n` with `length` points: on every point of a short series; on a long one at
+ * evenly spaced points, shifted by series so that lines drawn over one another still show each one's markers.
+ */
+const markerIndices = (length: number, i: number, n: number): ReadonlySet<number> =>
+  new Set(
+    length <= allMarkersUpTo
+      ? Array.from({ length }, (_, j) => j)
+      : Array.from({ length: markersPerSeries }, (_, j) => Math.floor((j + (i + 0.5) / n) * length / markersPerSeries))
+  )
+
+/** Series closer than this fraction of the panel's value range at every point are called coinciding. */
+const coincidence = 0.002
+
+/** Groups of series drawn over one another: the same x positions, values within {@link coincidence} of the range. */
+const coinciding = (
+  lines: ReadonlyArray<readonly [string, ReadonlyArray<Row>]>,
+  scale: Scale
+): ReadonlyArray<ReadonlyArray<string>> => {
+  const at = (v: number) => scale === "log" ? Math.log10(v) : v
+  const values = lines.flatMap(([, rows]) => rows.map((r) => at(r.value)))
+  const tolerance = coincidence * (Math.max(...values) - Math.min(...values))
+  const same = (a: ReadonlyArray<Row>, b: ReadonlyArray<Row>) =>
+    a.length === b.length &&
+    a.every((r, j) => r.x === b[j]!.x && Math.abs(at(r.value) - at(b[j]!.value)) <= tolerance)
+  const groups: Array<{ rows: ReadonlyArray<Row>; names: Array<string> }> = []
+  for (const [name, rows] of lines) {
+    if (rows.length === 0) continue
+    const group = groups.find((g) => same(g.rows, rows))
+    if (group === undefined) groups.push({ rows, names: [name] })
+    else group.names.push(name)
+  }
+  return groups.filter((g) => g.names.length > 1).map((g) => g.names)
+}
+
+/** Each step's x position: its outer step, or the wall time or cost of its run up to and including it. */
+const xPositions = (runs: ReadonlyArray<RunRecord>, axis: XAxis): ReadonlyMap<StepRecord, number> => {
+  const increment = (step: StepRecord) => axis === "time" ? step.ms / 1000 : axis === "step" ? 0 : step.cost[axis]
+  const positions = new Map<StepRecord, number>()
+  for (const run of runs) {
+    let total = 0
+    for (const step of run.steps) {
+      total += increment(step)
+      positions.set(step, axis === "step" ? step.t : total)
+    }
+  }
+  return positions
+}
+
+const xTitles: Record<XAxis, string> = {
+  step: "outer step",
+  time: "wall time (s)",
+  innerSteps: "LL steps (cumulative)",
+  reverseSteps: "reverse steps (cumulative)",
+  hvps: "Hessian-vector products (cumulative)"
+}
+
+/** Axis titles of the fields every run records; a task's metric is its name in words (`testAccuracy`: test accuracy). */
+const fieldTitles: Record<string, string> = {
+  F: "UL objective F",
+  kbar: "PTT index k̄",
+  hypergradNorm: "hypergradient norm",
+  ms: "ms per outer step",
+  "cost.innerSteps": "LL steps per outer step",
+  "cost.reverseSteps": "reverse steps per outer step",
+  "cost.hvps": "HVPs per outer step",
+  "cost.peakBytes": "peak tensor bytes"
+}
+
+const readableName = (metric: string): string =>
+  fieldTitles[metric] ?? metric.replace(/([a-z0-9])([A-Z])/g, (_, a: string, b: string) => `${a} ${b.toLowerCase()}`)
+
+/** Dash patterns and marker shapes cycle with coprime periods, so the first 56 series differ in both or one. */
+const dashes = [[1, 0], [6, 3], [2, 2], [8, 3, 2, 3], [1, 3], [12, 4], [4, 2, 1, 2, 1, 2]]
+const shapes = ["circle", "square", "triangle-up", "diamond", "cross", "triangle-down", "triangle-right", "triangle-left"]
+
+const spec = (panels: ReadonlyArray<PanelData>, names: ReadonlyArray<string>, options: PlotOptions): vl.TopLevelSpec => {
+  // One legend: colour, dash and marker all encode the series, in the order the series were given.
+  const by = (range: ReadonlyArray<unknown>) => ({
+    field: "series",
+    type: "nominal" as const,
+    title: "series",
+    scale: { domain: [...names], range: range as Array<string> }
+  })
+  return {
+    ...(options.title === undefined ? {} : { title: options.title }),
+    data: { values: panels.flatMap((p) => p.rows) as Array<Row> },
+    config: {
+      // resvg maps the generic sans-serif to Arial alone; naming common families keeps PNG text sans where Arial is missing.
+      font: "Helvetica, Arial, DejaVu Sans, Liberation Sans, sans-serif",
+      axis: { titleFontSize: 13, labelFontSize: 11 },
+      legend: { titleFontSize: 12, labelFontSize: 12, labelLimit: 480, symbolSize: 120 }
+    },
+    // One x range for every panel, so a step lines up down the page.
+    resolve: { scale: { x: "shared" } },
+    vconcat: panels.map((p) => {
+      const y = {
+        field: "value",
+        type: "quantitative" as const,
+        title: p.title,
+        scale: p.scale === "linear" ? { zero: false } : { type: p.scale }
+      }
+      return {
+        width: 480,
+        height: 240,
+        ...(p.notes.length === 0
+          ? {}
+          : { title: { text: p.notes.flatMap((note) => wrap(note, 84)), fontSize: 11, fontWeight: "normal" as const, anchor: "start" as const } }),
+        transform: [{ filter: { field: "metric", equal: p.metric } }],
+        encoding: {
+          x: { field: "x", type: "quantitative" as const, title: xTitles[options.x ?? "step"] },
+          color: by(schemeCategory10)
+        },
+        layer: [
+          ...(p.band
+            ? [{ mark: { type: "area" as const, opacity: 0.2 }, encoding: { y: { ...y, field: "lower" }, y2: { field: "upper" } } }]
+            : []),
+          { mark: { type: "line" as const, strokeWidth: 1.75 }, encoding: { y, strokeDash: by(dashes) } },
+          {
+            transform: [{ filter: "datum.marker" }],
+            mark: { type: "point" as const, filled: true, size: 45, opacity: 1 },
+            encoding: { y, shape: by(shapes) }
+          }
+        ]
+      }
+    })
+  } as vl.TopLevelSpec
+}
+
+/** `text` in lines of at most `width` characters, broken at spaces (Vega does not wrap titles). */
+const wrap = (text: string, width: number): ReadonlyArray<string> =>
+  text.split(" ").reduce<Array<string>>((lines, word) => {
+    const last = lines.at(-1)
+    if (last !== undefined && last.length + 1 + word.length <= width) lines[lines.length - 1] = `${last} ${word}`
+    else lines.push(word)
+    return lines
+  }, [])
+
+/** Vega's category10 colours, given explicitly because a scale with a custom domain needs its range. */
+const schemeCategory10 = [
+  "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"
+]
 
 const refuse = (uri: string) => Promise.reject(new Error(`plots load nothing, but "${uri}" was requested`))
 const offline: vega.Loader = { load: refuse, sanitize: refuse, http: refuse, file: refuse }

@@ -10,9 +10,10 @@ import { methods } from "../../solvers/methods.ts"
 import { tasks } from "../../tasks/registry.ts"
 import { backendLayer } from "../autoBackend.ts"
 import * as Backend from "../Backend.ts"
-import { compareRuns } from "../compare.ts"
+import { hasRepeats } from "../aggregate.ts"
+import { compareConfigurations, compareRuns } from "../compare.ts"
 import { defaultStep, gradcheck } from "../gradcheck.ts"
-import { writePlot } from "../plot.ts"
+import { type Scale, scales, writePlot } from "../plot.ts"
 import { defaultCheckpointEvery, run } from "../run.ts"
 import * as RunRecord from "../RunRecord.ts"
 import { findMethod, findTask, jsonSchema, parseAssignment, settingKeys } from "../settings.ts"
@@ -213,33 +214,69 @@ const schemaCommand = Command.make("schema", {
 
 const runDirs = Argument.String("runDir").pipe(Argument.withDescription("run directories written by `bilevel run`"), Argument.variadic({ min: 1 }))
 
+const groupFlag = Flag.Literals("group", ["auto", "configuration", "run"]).pipe(
+  Flag.withDescription(
+    "configuration: one row or line per task, method and settings, as mean ± std over its runs (seeds); run: one " +
+      "per run; auto (default): by configuration when some configuration has more than one run"
+  ),
+  Flag.withDefault("auto" as const)
+)
+
 const plotCommand = Command.make("plot", {
   runs: runDirs,
-  metric: Flag.String("metric").pipe(Flag.withDescription("recorded metric to plot (repeatable; default F)"), Flag.atLeast(0)),
+  metric: Flag.String("metric").pipe(
+    Flag.withDescription("recorded metric to plot, one panel each (repeatable; default F); `name:log` or `name:symlog` sets that panel's y scale"),
+    Flag.atLeast(0)
+  ),
   out: Flag.String("out").pipe(Flag.withDescription("output file, .svg or .png")),
-  logY: Flag.Boolean("log-y").pipe(Flag.withDescription("logarithmic y axis"), Flag.withDefault(false)),
+  logY: Flag.Boolean("log-y").pipe(Flag.withDescription("logarithmic y axes (values ≤ 0 are dropped, and each panel says how many)"), Flag.withDefault(false)),
+  x: Flag.Literals("x", ["step", "time", "innerSteps", "reverseSteps", "hvps"]).pipe(
+    Flag.withDescription("x axis: outer step (default), wall time, or LL steps, reverse steps or HVPs so far"),
+    Flag.withDefault("step" as const)
+  ),
+  group: groupFlag,
+  legend: Flag.Literals("legend", ["varied", "label"]).pipe(
+    Flag.withDescription("legend names: what differs between the series (default), or the runs' --label"),
+    Flag.withDefault("varied" as const)
+  ),
   title: Flag.String("title").pipe(Flag.optional)
 }, (flags) =>
   Effect.gen(function*() {
     const runs = yield* Effect.forEach(flags.runs, RunRecord.read)
     const title = Option.getOrUndefined(flags.title)
+    const metrics = yield* Effect.forEach(flags.metric.length > 0 ? flags.metric : ["F"], metricArgument)
     yield* writePlot(runs, {
-      metrics: flags.metric.length > 0 ? flags.metric : ["F"],
-      logY: flags.logY,
+      metrics: metrics.map(([metric]) => metric),
+      panels: Object.fromEntries(metrics.flatMap(([metric, scale]) => scale === undefined ? [] : [[metric, { scale }]])),
+      scale: flags.logY ? "log" : "linear",
+      x: flags.x,
+      group: flags.group,
+      legend: flags.legend,
       ...(title === undefined ? {} : { title })
     }, flags.out)
     yield* Console.log(`wrote ${flags.out}`)
-  })).pipe(Command.withDescription("Plot recorded per-step metrics of runs over outer steps, one line per run"))
+  })).pipe(Command.withDescription("Plot recorded per-step metrics of runs, one line per run or one band per configuration"))
+
+/** `--metric name[:scale]`. */
+const metricArgument = (text: string) => {
+  const [metric, scale] = text.split(":")
+  return scale === undefined || (scales as ReadonlyArray<string>).includes(scale)
+    ? Effect.succeed([metric!, scale as Scale | undefined] as const)
+    : Effect.fail(new InvalidConfig({ message: `--metric ${text}: "${scale}" is not a scale; use one of ${scales.join(", ")}.` }))
+}
 
 const compareCommand = Command.make("compare", {
   runs: runDirs,
   format: Flag.Literals("format", ["markdown", "csv", "json"]).pipe(Flag.withDefault("markdown" as const)),
-  metric: Flag.String("metric").pipe(Flag.withDescription("final metric column to show (repeatable; default all)"), Flag.atLeast(0))
+  metric: Flag.String("metric").pipe(Flag.withDescription("final metric column to show (repeatable; default all)"), Flag.atLeast(0)),
+  group: groupFlag
 }, (flags) =>
   Effect.gen(function*() {
     const runs = yield* Effect.forEach(flags.runs, RunRecord.read)
-    yield* Console.log(compareRuns(runs, { format: flags.format, ...(flags.metric.length > 0 ? { metrics: flags.metric } : {}) }))
-  })).pipe(Command.withDescription("Tabulate final metrics and cost per run"))
+    const options = { format: flags.format, ...(flags.metric.length > 0 ? { metrics: flags.metric } : {}) }
+    const byConfiguration = flags.group === "configuration" || (flags.group === "auto" && hasRepeats(runs))
+    yield* Console.log(byConfiguration ? compareConfigurations(runs, options) : compareRuns(runs, options))
+  })).pipe(Command.withDescription("Tabulate final metrics and cost per run, or as mean ± std per configuration"))
 
 const bilevel = Command.make("bilevel").pipe(
   Command.withDescription(

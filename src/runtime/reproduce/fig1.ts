@@ -103,7 +103,11 @@ export const fig1 = define({
           const these = at(init)
           const markdown = yield* figure(
             these,
-            { metrics: ["F", "xError", "y"], title: `Eq. 10 from ${initName(init)}: F, |x − x*| and the LL iterate y used by F` },
+            {
+              metrics: ["F", "xError", "y"],
+              panels: { F: { title: "F(x, y)" }, xError: { title: "|x − x*|" }, y: { title: "LL iterate y used by F" } },
+              title: `Eq. 10 from ${initName(init)}: F, |x − x*| and the LL iterate y used by F`
+            },
             options.out,
             `fig1-${initDir(init)}`
           )

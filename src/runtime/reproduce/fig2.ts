@@ -73,6 +73,10 @@ export const fig2 = define({
         iaptt.map(withAverages),
         {
           metrics: ["kbarMoving", "kbarMean"],
+          panels: {
+            kbarMoving: { title: `k̄, mean of the last ${window}` },
+            kbarMean: { title: "k̄, mean so far" }
+          },
           title: `IAPTT-GM's PTT index k̄ (K = ${K}): mean over the last ${window} outer steps and over all steps so far`
         },
         options.out,
@@ -82,6 +86,10 @@ export const fig2 = define({
         runs.map(withAverages),
         {
           metrics: ["msMoving", "reverseStepsMoving"],
+          panels: {
+            msMoving: { title: `ms per outer step, median of ${window}` },
+            reverseStepsMoving: { title: `steps back-propagated, mean of ${window}` }
+          },
           title: `Median ms per outer step and mean steps back-propagated over the last ${window} outer steps (K = ${K})`
         },
         options.out,

@@ -100,7 +100,8 @@ export const fig3Toy = define({
           runs.filter((run) => run.info.seed === seed),
           {
             metrics: ["xError", "yError"],
-            logY: true,
+            scale: "log",
+            panels: { xError: { title: "‖x − e‖/√n" }, yError: { title: "‖y − (e, e)‖" } },
             title: `Eq. 13, n = ${options.settings.n}, seed ${seed}: ‖x − e‖/√n and ‖y − (e, e)‖`
           },
           options.out,

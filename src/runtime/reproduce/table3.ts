@@ -288,8 +288,13 @@ export const writeTable3Report = Effect.fnUntraced(function*(out: string, settin
     runs.some((r) => r.steps.some((s) => typeof s[m] === "number"))
   )
   const title = `Hyper-cleaning, ${settings.dataset}, ${settings.net} net`
-  yield* writePlot(runs, { metrics, title }, `${out}/${plot}`)
-  yield* writePlot(runs, { metrics, title }, `${out}/${plot.replace(/svg$/, "png")}`)
+  const panels = {
+    testAccuracy: { title: "test accuracy after K LL steps" },
+    testAccuracyZ: { title: "test accuracy at z" },
+    f1: { title: "cleaning F1" }
+  }
+  yield* writePlot(runs, { metrics, title, panels }, `${out}/${plot}`)
+  yield* writePlot(runs, { metrics, title, panels }, `${out}/${plot.replace(/svg$/, "png")}`)
   const commands = yield* fs.readFileString(`${out}/commands.txt`).pipe(Effect.orElseSucceed(() => "(not recorded)"))
   // README.md, like every `bilevel reproduce` report, so a repository browser shows it.
   const path = `${out}/README.md`
