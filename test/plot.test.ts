@@ -57,6 +57,44 @@ const readRuns = Effect.gen(function*() {
 })
 
 
+/** A run held in memory with F = `F(t)` for `length` outer steps. */
+const memoryRun = (
+  info: { readonly method: string; readonly seed?: number; readonly config?: Record<string, unknown> },
+  F: (t: number) => number,
+  length = steps
+): RunRecord.RunRecord => ({
+  dir: `/nowhere/${info.method}`,
+  info: {
+    task: "toy",
+    method: info.method,
+    label: info.method,
+    backend: "cpu",
+    seed: info.seed ?? 0,
+    config: info.config ?? {},
+    versions: {},
+    startedAt: "2026-01-01T00:00:00Z"
+  },
+  steps: Array.from({ length }, (_, t) => ({
+    t,
+    F: F(t),
+    kbar: 1,
+    hypergradNorm: 1,
+    ms: 1,
+    cost: { innerSteps: 1, reverseSteps: 1, hvps: 0, peakBytes: 0 },
+    xError: 2 * F(t)
+  })),
+  summary: undefined
+})
+
+/** The markers drawn on the lines (not those of the legend). */
+const markers = (doc: unknown) =>
+  withClass(doc, "g", "mark-symbol").filter((g) => String(g["@_class"]).includes("role-mark"))
+    .flatMap((g) => elements(g, "path"))
+
+/** The titles: the notes above the panels (what a log axis dropped, which series coincide), unwrapped. */
+const panelNotes = (doc: unknown) =>
+  withClass(doc, "g", "role-title-text").map((g) => String(g["@_aria-label"]).replace(/^Title text '(.*)'$/, "$1"))
+
 /** The records of an RFC 4180 document that ends with CRLF, unquoted. */
 const parseCsv = (text: string): Array<Array<string>> => {
   const records: Array<Array<string>> = [[]]
@@ -93,7 +131,7 @@ describe("plotRuns", () => {
     Effect.gen(function*() {
       const runs = yield* readRuns
       const fetch = vi.spyOn(globalThis, "fetch")
-      const svg = yield* plotRuns(runs, { metrics: ["F", "testAccuracy"], title: "toy", scale: "log" })
+      const svg = yield* plotRuns(runs, { metrics: ["F", "testAccuracy"], title: "toy", scale: "log", legend: "label" })
       assert.strictEqual(fetch.mock.calls.length, 0)
       fetch.mockRestore()
 
@@ -101,14 +139,114 @@ describe("plotRuns", () => {
       const lines = withClass(doc, "g", "mark-line").flatMap((g) => elements(g, "path"))
       assert.strictEqual(lines.length, specs.length * 2)
       const vertices = (path: Record<string, unknown>) => String(path["@_d"]).split(/[ML]/).length - 1
-      const accuracy = lines.filter((p) => String(p["@_aria-label"]).includes("testAccuracy"))
+      const accuracy = lines.filter((p) => String(p["@_aria-label"]).includes("test accuracy"))
       assert.deepStrictEqual(accuracy.map(vertices), specs.map(() => steps / 10))
       assert.deepStrictEqual(lines.filter((p) => !accuracy.includes(p)).map(vertices), specs.map(() => steps))
 
       const legend = withClass(doc, "g", "role-legend-label").flatMap((g) => elements(g, "text"))
       assert.deepStrictEqual(legend.map((t) => t["#text"]), specs.map((s) => s.label))
       const axisTitles = withClass(doc, "g", "role-axis-title").flatMap((g) => elements(g, "text"))
-      assert.includeMembers(axisTitles.map((t) => t["#text"]), ["outer step", "F", "testAccuracy"])
+      assert.includeMembers(axisTitles.map((t) => t["#text"]), ["outer step", "UL objective F", "test accuracy"])
+      // A sparse metric (every 10 steps) has a marker on each of its points.
+      assert.strictEqual(markers(doc).filter((p) => String(p["@_aria-label"]).includes("test accuracy")).length, specs.length * 3)
+    }).pipe(Effect.provide(NodeServices.layer)))
+
+  it.effect("tells every series apart without colour: its own dash pattern and marker shape", () =>
+    Effect.gen(function*() {
+      // Nine runs of one constant F: every line lies on every other, the case colour alone cannot show.
+      const runs = Array.from({ length: 9 }, (_, i) => memoryRun({ method: `m${i}` }, () => 1))
+      const doc = parseSvg(yield* plotRuns(runs, { metrics: ["F"] }))
+      const seriesOf = (path: Record<string, unknown>) => /series: (.*)$/.exec(String(path["@_aria-label"]))![1]
+      const lines = withClass(doc, "g", "mark-line").flatMap((g) => elements(g, "path"))
+      const points = markers(doc)
+      const names = runs.map((run) => run.info.method)
+      assert.deepStrictEqual(lines.map(seriesOf), names)
+      const dash = new Map(lines.map((p) => [seriesOf(p), String(p["@_stroke-dasharray"])]))
+      const shape = new Map(names.map((name) => {
+        const own = new Set(points.filter((p) => seriesOf(p) === name).map((p) => String(p["@_d"])))
+        assert.strictEqual(own.size, 1, name)
+        return [name, [...own][0]!]
+      }))
+      // The first 7 series differ in dash and the first 8 in marker; every pair of the 9 differs in one or both.
+      assert.strictEqual(new Set(names.slice(0, 7).map((n) => dash.get(n))).size, 7)
+      assert.strictEqual(new Set(names.slice(0, 8).map((n) => shape.get(n))).size, 8)
+      assert.strictEqual(new Set(names.map((n) => `${dash.get(n)} ${shape.get(n)}`)).size, 9)
+      // 30 points each: markers on all; lines drawn over one another are named in a note above the panel.
+      assert.strictEqual(points.length, 9 * steps)
+      assert.deepStrictEqual(panelNotes(doc), [`${names.join(" = ")}: drawn over one another (within 0.2% of the axis range)`])
+    }).pipe(Effect.provide(NodeServices.layer)))
+
+  it.effect("staggers the markers of long series, so lines drawn over one another each show theirs", () =>
+    Effect.gen(function*() {
+      const runs = ["a", "b"].map((method) => memoryRun({ method }, () => 1, 200))
+      const doc = parseSvg(yield* plotRuns(runs, { metrics: ["F"] }))
+      const at = (name: string) =>
+        markers(doc)
+          .filter((p) => String(p["@_aria-label"]).endsWith(`series: ${name}`))
+          .map((p) => /outer step: (\d+)/.exec(String(p["@_aria-label"]))![1])
+      assert.strictEqual(at("a").length, 12)
+      assert.strictEqual(at("b").length, 12)
+      assert.strictEqual(at("a").filter((t) => at("b").includes(t)).length, 0)
+    }).pipe(Effect.provide(NodeServices.layer)))
+
+  it.effect("says on a log axis how many values ≤ 0 it could not show, and of which series", () =>
+    Effect.gen(function*() {
+      // a: F = t − 5, so t = 0..5 are ≤ 0 (6 values); b: all positive.
+      const runs = [memoryRun({ method: "a" }, (t) => t - 5), memoryRun({ method: "b" }, (t) => t + 1)]
+      const doc = parseSvg(yield* plotRuns(runs, { metrics: ["F", "xError"], panels: { F: { scale: "log" } } }))
+      assert.deepStrictEqual(panelNotes(doc), [`log scale: 6 of ${2 * steps} values ≤ 0 not shown (a: 6)`])
+      const axes = withClass(doc, "g", "role-axis").map((g) => String(g["@_aria-label"]))
+      assert.isTrue(axes.some((a) => a.includes("'UL objective F' for a log scale")))
+      assert.isTrue(axes.some((a) => a.includes("'x error' for a linear scale")))
+      const drawn = withClass(doc, "g", "mark-line").flatMap((g) => elements(g, "path"))
+      assert.strictEqual(String(drawn[0]!["@_d"]).split(/[ML]/).length - 1, steps - 6)
+
+      // symlog shows them all and says nothing.
+      const symlog = parseSvg(yield* plotRuns(runs, { metrics: ["F"], scale: "symlog" }))
+      assert.deepStrictEqual(panelNotes(symlog), [])
+      const error = yield* Effect.flip(plotRuns([memoryRun({ method: "a" }, () => -1)], { metrics: ["F"], scale: "log" }))
+      assert.include(error.message, "no positive value to show on a log scale")
+    }).pipe(Effect.provide(NodeServices.layer)))
+
+  it.effect("names series by what differs between the runs: method, settings, seed", () =>
+    Effect.gen(function*() {
+      const runs = [
+        memoryRun({ method: "rhg", seed: 0, config: { innerSteps: 5, cgIters: 3 } }, () => 1),
+        memoryRun({ method: "rhg", seed: 1, config: { innerSteps: 5, cgIters: 3 } }, () => 2),
+        memoryRun({ method: "ls", seed: 0, config: { innerSteps: 10, cgIters: 3 } }, () => 3),
+        memoryRun({ method: "bda", seed: 0, config: { innerSteps: 10, mu0: 0.5 } }, () => 4)
+      ]
+      const legend = (svg: string) =>
+        withClass(parseSvg(svg), "g", "role-legend-label").flatMap((g) => elements(g, "text")).map((t) => t["#text"])
+      assert.deepStrictEqual(legend(yield* plotRuns(runs, { metrics: ["F"], group: "run" })), [
+        "rhg, innerSteps=5, seed 0",
+        "rhg, innerSteps=5, seed 1",
+        "ls, innerSteps=10, seed 0",
+        "bda, innerSteps=10, seed 0"
+      ])
+      // By configuration (the default here, since rhg has two seeds): the seed no longer tells series apart.
+      assert.deepStrictEqual(legend(yield* plotRuns(runs, { metrics: ["F"] })), [
+        "rhg, innerSteps=5 (n = 2)",
+        "ls, innerSteps=10 (n = 1)",
+        "bda, innerSteps=10 (n = 1)"
+      ])
+    }).pipe(Effect.provide(NodeServices.layer)))
+
+  it.effect("puts wall time or cumulative cost on the x axis", () =>
+    Effect.gen(function*() {
+      const runs = yield* readRuns
+      for (const [x, title, per] of [
+        ["time", "wall time (s)", (i: number) => 2 * (i + 1) / 1000],
+        ["innerSteps", "LL steps (cumulative)", (i: number) => 10 * (i + 1)]
+      ] as const) {
+        const doc = parseSvg(yield* plotRuns(runs, { metrics: ["F"], x }))
+        const points = markers(doc)
+        for (const [i] of specs.entries()) {
+          const own = points.slice(i * steps, (i + 1) * steps).map((p) => String(p["@_aria-label"]))
+          assert.include(own[0], `${title}: ${per(i)};`)
+          assert.include(own[steps - 1], `${title}: ${Number((steps * per(i)).toPrecision(12))};`)
+        }
+      }
     }).pipe(Effect.provide(NodeServices.layer)))
 
   it.effect("names the recorded metrics when asked for one that is not", () =>

@@ -162,16 +162,18 @@ interface Series {
 const seriesOf = (runs: ReadonlyArray<RunRecord>, options: PlotOptions): ReadonlyArray<Series> => {
   const group = options.group ?? "auto"
   if (group === "run" || (group === "auto" && !hasRepeats(runs))) {
-    const names = options.legend === "label"
-      ? runs.map((run) => run.info.label)
-      : namesFrom(runs.map((run) => [...configurationFacets(run.info), ...runFacets(run.info)]), runs.map((run) => run.info.label))
+    const names = namesFrom(
+      runs.map((run) => options.legend === "label" ? [] : [...configurationFacets(run.info), ...runFacets(run.info)]),
+      runs.map((run) => run.info.label)
+    )
     return runs.map((run, i) => ({ name: names[i]!, runs: [run], band: false }))
   }
   const configurations = groupByConfiguration(runs)
   const labels = configurations.map((c) => [...new Set(c.runs.map((run) => run.info.label))].join(" / "))
-  const names = options.legend === "label"
-    ? labels
-    : namesFrom(configurations.map((c) => configurationFacets({ ...c, config: c.settings })), labels)
+  const names = namesFrom(
+    configurations.map((c) => options.legend === "label" ? [] : configurationFacets({ ...c, config: c.settings })),
+    labels
+  )
   return configurations.map((c, i) => ({ name: `${names[i]} (n = ${c.runs.length})`, runs: c.runs, band: true }))
 }
 
