@@ -391,7 +391,7 @@ const spec = (panels: ReadonlyArray<PanelData>, names: ReadonlyArray<string>, op
         height: 240,
         ...(p.notes.length === 0
           ? {}
-          : { title: { text: p.notes.flatMap((note) => wrap(note, 84)), fontSize: 11, fontWeight: "normal" as const, anchor: "start" as const } }),
+          : { title: { text: p.notes.flatMap((note) => wrap(note, noteWidth)), fontSize: 11, fontWeight: "normal" as const, anchor: "start" as const } }),
         transform: [{ filter: { field: "metric", equal: p.metric } }],
         encoding: {
           x: { field: "x", type: "quantitative" as const, title: xTitles[options.x ?? "step"] },
@@ -412,6 +412,12 @@ const spec = (panels: ReadonlyArray<PanelData>, names: ReadonlyArray<string>, op
     })
   } as vl.TopLevelSpec
 }
+
+/**
+ * Characters per line of a panel's notes. Without a canvas, Vega sizes text as 0.8 × font size per character, and
+ * lays the panels and the legend out by that estimate: 60 characters at 11 px stay within a panel and its axis.
+ */
+const noteWidth = 60
 
 /** `text` in lines of at most `width` characters, broken at spaces (Vega does not wrap titles). */
 const wrap = (text: string, width: number): ReadonlyArray<string> =>
