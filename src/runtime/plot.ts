@@ -1,5 +1,10 @@
 /**
- * Plots of run records: one panel per metric, one line per run, outer step on the x axis; as SVG or PNG.
+ * Plots of run records: one panel per metric, one line per run or one mean line with a ± std band per configuration,
+ * x by outer step, wall time or cumulative cost; as SVG or PNG.
+ *
+ * Made to be read in print: a series differs from the others in dash pattern and marker shape as well as colour, and
+ * is named by what differs between the series; a panel says in a note which series it draws over one another and
+ * how many values its log axis could not show.
  *
  * The figure is a Vega-Lite spec, compiled by `vega-lite` and rendered headlessly by `vega` to SVG; PNG is that SVG
  * rasterized by resvg. All data is inline and the view's loader refuses every URI, so rendering never touches the
