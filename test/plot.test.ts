@@ -204,8 +204,22 @@ describe("plotRuns", () => {
       // symlog shows them all and says nothing.
       const symlog = parseSvg(yield* plotRuns(runs, { metrics: ["F"], scale: "symlog" }))
       assert.deepStrictEqual(panelNotes(symlog), [])
+      // Two seeds of one configuration, mean 1.55 and std 2.05: the mean is drawn, a band down to −0.5 is not.
+      const spread = [0.1, 3].map((F, seed) => memoryRun({ method: "a", seed }, () => F))
+      assert.deepStrictEqual(panelNotes(parseSvg(yield* plotRuns(spread, { metrics: ["F"], scale: "log" }))), [
+        `log scale: no band at ${steps} points where mean − std ≤ 0`
+      ])
       const error = yield* Effect.flip(plotRuns([memoryRun({ method: "a" }, () => -1)], { metrics: ["F"], scale: "log" }))
       assert.include(error.message, "no positive value to show on a log scale")
+    }).pipe(Effect.provide(NodeServices.layer)))
+
+  it.effect("names the series a panel has nothing of, so a legend entry without a line is explained", () =>
+    Effect.gen(function*() {
+      const a = memoryRun({ method: "a" }, (t) => t)
+      const b = memoryRun({ method: "b" }, (t) => t + 1)
+      const failedEarly = { ...b, steps: b.steps.map(({ xError: _, ...rest }) => rest) }
+      const doc = parseSvg(yield* plotRuns([a, failedEarly], { metrics: ["F", "xError"] }))
+      assert.deepStrictEqual(panelNotes(doc), ["nothing recorded: b"])
     }).pipe(Effect.provide(NodeServices.layer)))
 
   it.effect("names series by what differs between the runs: method, settings, seed", () =>

@@ -42,10 +42,18 @@ layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer))("bilevel reproduce"
       assert.include(report, "- Backend: cpu")
       for (const [x0, y0] of inits) {
         for (const method of methods) {
-          const row = report.split("\n").find((line) => line.startsWith(`| ${method} (${x0}, ${y0}) | 0 | completed |`))
+          const row = report.split("\n").find((line) => line.startsWith(`| ${method} (${x0}, ${y0}) | 0 | `))
           assert.isDefined(row, `${method} (${x0}, ${y0})`)
           // run, seed, status, final x, y, F, tail mean, tail max deviation, verdict.
           assert.strictEqual(row!.split(" | ").length, 9)
+          // Only the implicit methods may fail (an indefinite LL Hessian after 4 small LL steps), and the report
+          // says why.
+          if (row!.includes(" | failed | ")) {
+            assert.include(["ls", "ns"], method)
+            assert.include(report, `${method} (${x0}, ${y0}) (seed 0) failed after 0 outer steps: HypergradientFailed`)
+          } else {
+            assert.include(row, " | completed | ")
+          }
         }
       }
       // Three outer steps cannot reach x*: every IAPTT-GM bar is reported, and reported as not met.
@@ -60,9 +68,10 @@ layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer))("bilevel reproduce"
         const lines = withClass(doc, "g", "mark-line").flatMap((g) => elements(g, "path"))
         // One line per run in each panel (F, |x − x*|, y): its label names the panel's metric and the run, by the
         // one thing that differs between the runs of a figure, the method.
+        const recorded = methods.filter((m) => !report.includes(`${m} (${x0}, ${y0}) (seed 0) failed after 0 outer steps`))
         for (const title of ["F(x, y)", "|x − x*|", "LL iterate y used by F"]) {
           const drawn = lines.map((p) => String(p["@_aria-label"])).filter((label) => label.includes(`; ${title}: `))
-          assert.deepStrictEqual(drawn.map((label) => label.slice(label.indexOf("series: ") + 8)), [...methods], title)
+          assert.deepStrictEqual(drawn.map((label) => label.slice(label.indexOf("series: ") + 8)), recorded, title)
         }
         const legend = withClass(doc, "g", "role-legend-label").flatMap((g) => elements(g, "text"))
         assert.deepStrictEqual(legend.map((t) => t["#text"]), [...methods])

@@ -242,27 +242,25 @@ const panel = (
 ): Effect.Effect<PanelData, PlotError> => {
   const scale = options.panels?.[metric]?.scale ?? options.scale ?? "linear"
   const x = xPositions(series.flatMap((s) => s.runs), options.x ?? "step")
-  let dropped = 0
-  let clipped = 0
-  const droppedBy: Array<string> = []
   const lines = series.map((s, i) => {
     const points = stepStatistics(s.runs, (step) => metricValue(step, metric))
     const xs = stepStatistics(s.runs, (step) => metricValue(step, metric) === undefined ? undefined : x.get(step))
-    const shown = points.flatMap((p, j) => {
-      if (scale === "log" && p.mean <= 0) return []
-      const band = s.band && p.std !== undefined
-        ? scale === "log" && p.mean - p.std <= 0 ? (clipped++, {}) : { lower: p.mean - p.std, upper: p.mean + p.std }
-        : {}
-      return [{ metric, series: s.name, x: xs[j]!.mean, value: p.mean, ...band }]
-    })
-    if (shown.length < points.length) {
-      dropped += points.length - shown.length
-      droppedBy.push(`${s.name}: ${points.length - shown.length}`)
-    }
+    const shown = points.flatMap((p, j) => scale === "log" && p.mean <= 0 ? [] : [{ p, x: xs[j]!.mean }])
+    // On a log axis a band reaching ≤ 0 cannot be drawn; the mean still is.
+    const banded = ({ p }: typeof shown[number]) => s.band && p.std !== undefined && (scale !== "log" || p.mean - p.std > 0)
     const markers = markerIndices(shown.length, i, series.length)
-    return shown.map((row, j): Row => ({ ...row, marker: markers.has(j) }))
+    const rows = shown.map((point, j): Row => ({
+      metric,
+      series: s.name,
+      x: point.x,
+      value: point.p.mean,
+      ...(banded(point) ? { lower: point.p.mean - point.p.std!, upper: point.p.mean + point.p.std! } : {}),
+      marker: markers.has(j)
+    }))
+    const unbanded = s.band ? shown.filter((point) => point.p.std !== undefined && !banded(point)).length : 0
+    return { name: s.name, rows, recorded: points.length, dropped: points.length - shown.length, unbanded }
   })
-  const rows = lines.flat()
+  const rows = lines.flatMap((line) => line.rows)
   if (rows.length === 0) {
     return Effect.fail(
       new PlotError({
@@ -271,11 +269,18 @@ const panel = (
       })
     )
   }
-  const total = rows.length + dropped
+  const sum = (of: (line: typeof lines[number]) => number) => lines.reduce((total, line) => total + of(line), 0)
+  const [recorded, dropped, unbanded] = [sum((l) => l.recorded), sum((l) => l.dropped), sum((l) => l.unbanded)]
+  const empty = lines.filter((line) => line.recorded === 0).map((line) => line.name)
   const notes = [
-    ...(dropped === 0 ? [] : [`log scale: ${dropped} of ${total} values ≤ 0 not shown (${droppedBy.join(", ")})`]),
-    ...(clipped === 0 ? [] : [`log scale: no band at ${clipped} points where mean − std ≤ 0`]),
-    ...coinciding(series.map((s, i) => [s.name, lines[i]!] as const), scale).map((names) =>
+    ...(empty.length === 0 ? [] : [`nothing recorded: ${empty.join(", ")}`]),
+    ...(dropped === 0 ? [] : [
+      `log scale: ${dropped} of ${recorded} values ≤ 0 not shown (${
+        lines.filter((l) => l.dropped > 0).map((l) => `${l.name}: ${l.dropped}`).join(", ")
+      })`
+    ]),
+    ...(unbanded === 0 ? [] : [`log scale: no band at ${unbanded} points where mean − std ≤ 0`]),
+    ...coinciding(lines.map((line) => [line.name, line.rows] as const), scale).map((names) =>
       `${names.join(" = ")}: drawn over one another (within ${coincidence * 100}% of the axis range)`
     )
   ]

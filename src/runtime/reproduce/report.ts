@@ -97,7 +97,7 @@ export const checksSection = (checks: ReadonlyArray<Check>): string =>
     table(["bar", "verdict", "measured"], checks.map((c) => [c.name, c.passed ? "met" : "NOT met", c.detail]))
   ].join("\n")
 
-/** Every run: status, final metrics and mean cost per outer step, with its directory. */
+/** Every run: status, final metrics and mean cost per outer step, with its directory; the error of each failed one. */
 export const runsSection = (runs: ReadonlyArray<RunRecord>, out: string, metrics: ReadonlyArray<string>): string =>
   [
     "## Runs",
@@ -106,7 +106,11 @@ export const runsSection = (runs: ReadonlyArray<RunRecord>, out: string, metrics
     "summary.json) is in its directory below, relative to this file, where the command has been run (a " +
     "repository may leave them out for size): " + runs.map((run) => `\`${relative(out, run.dir)}\``).join(", ") + ".",
     "",
-    compareRuns(runs, { format: "markdown", metrics }).trimEnd()
+    compareRuns(runs, { format: "markdown", metrics }).trimEnd(),
+    ...runs.filter((run) => run.summary?.status === "failed").flatMap((run) => [
+      "",
+      `${run.info.label} (seed ${run.info.seed}) failed after ${run.steps.length} outer steps: ${run.summary?.error}`
+    ])
   ].join("\n")
 
 const relative = (out: string, dir: string) => dir.startsWith(`${out}/`) ? dir.slice(out.length + 1) : dir

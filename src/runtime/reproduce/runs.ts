@@ -45,7 +45,8 @@ const clearWay = Effect.fnUntraced(function*(specs: ReadonlyArray<RunSpec>, opti
 
 /**
  * Runs `specs` one after another (so no run's timing is disturbed by another's) and returns their
- * records in order. A run that diverges is kept: its record ends with status "failed" and the error.
+ * records in order. A run that diverges, or whose hypergradient cannot be computed (LS and NS where the LL Hessian is
+ * indefinite), is kept: its record ends with status "failed" and the error, which is a result of the experiment.
  */
 export const runAll = Effect.fnUntraced(function*(specs: ReadonlyArray<RunSpec>, options: Options) {
   yield* clearWay(specs, options)
@@ -53,7 +54,7 @@ export const runAll = Effect.fnUntraced(function*(specs: ReadonlyArray<RunSpec>,
     Effect.gen(function*() {
       const dir = `${options.out}/${spec.dir}`
       yield* run({ task: spec.task, method: spec.method, seed: spec.seed, settings: spec.settings, out: dir, label: spec.label })
-        .pipe(Effect.catchTag("Diverged", () => Effect.void))
+        .pipe(Effect.catchTag(["Diverged", "HypergradientFailed"], () => Effect.void))
       const record = yield* RunRecord.read(dir)
       const status = record.summary?.status ?? "unfinished"
       const seconds = ((record.summary?.wallMs ?? 0) / 1000).toFixed(1)
