@@ -385,7 +385,8 @@ const spec = (panels: ReadonlyArray<PanelData>, names: ReadonlyArray<string>, op
       // resvg maps the generic sans-serif to Arial alone; naming common families keeps PNG text sans where Arial is missing.
       font: "Helvetica, Arial, DejaVu Sans, Liberation Sans, sans-serif",
       axis: { titleFontSize: 13, labelFontSize: 11 },
-      legend: { titleFontSize: 12, labelFontSize: 12, labelLimit: 480, symbolSize: 120 }
+      // Symbols at full opacity: the band's would otherwise make them faint.
+      legend: { titleFontSize: 12, labelFontSize: 12, labelLimit: 480, symbolSize: 120, symbolOpacity: 1 }
     },
     // One x range for every panel, so a step lines up down the page.
     resolve: { scale: { x: "shared" } },
@@ -404,7 +405,13 @@ const spec = (panels: ReadonlyArray<PanelData>, names: ReadonlyArray<string>, op
           : { title: { text: p.notes.flatMap((note) => wrap(note, noteWidth)), fontSize: 11, fontWeight: "normal" as const, anchor: "start" as const } }),
         transform: [{ filter: { field: "metric", equal: p.metric } }],
         encoding: {
-          x: { field: "x", type: "quantitative" as const, title: xTitles[options.x ?? "step"] },
+          x: {
+            field: "x",
+            type: "quantitative" as const,
+            title: xTitles[options.x ?? "step"],
+            // Outer steps and cost counters are whole numbers.
+            ...(options.x === "time" ? {} : { axis: { tickMinStep: 1 } })
+          },
           color: by(schemeCategory10)
         },
         layer: [
@@ -414,7 +421,8 @@ const spec = (panels: ReadonlyArray<PanelData>, names: ReadonlyArray<string>, op
           { mark: { type: "line" as const, strokeWidth: 1.75 }, encoding: { y, strokeDash: by(dashes) } },
           {
             transform: [{ filter: "datum.marker" }],
-            mark: { type: "point" as const, filled: true, size: 45, opacity: 1 },
+            // Hollow, so that markers at one point show each of their outlines.
+            mark: { type: "point" as const, filled: false, size: 50, strokeWidth: 1.5, opacity: 1 },
             encoding: { y, shape: by(shapes) }
           }
         ]
