@@ -273,10 +273,11 @@ const panel = (
   const [recorded, dropped, unbanded] = [sum((l) => l.recorded), sum((l) => l.dropped), sum((l) => l.unbanded)]
   const empty = lines.filter((line) => line.recorded === 0).map((line) => line.name)
   const notes = [
-    ...(empty.length === 0 ? [] : [`nothing recorded: ${empty.join(", ")}`]),
+    // Names are joined by semicolons: a name may hold commas (`rhg, innerSteps=5`).
+    ...(empty.length === 0 ? [] : [`nothing recorded: ${empty.join("; ")}`]),
     ...(dropped === 0 ? [] : [
       `log scale: ${dropped} of ${recorded} values ≤ 0 not shown (${
-        lines.filter((l) => l.dropped > 0).map((l) => `${l.name}: ${l.dropped}`).join(", ")
+        lines.filter((l) => l.dropped > 0).map((l) => `${l.name}: ${l.dropped}`).join("; ")
       })`
     ]),
     ...(unbanded === 0 ? [] : [`log scale: no band at ${unbanded} points where mean − std ≤ 0`]),
