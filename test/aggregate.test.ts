@@ -5,7 +5,7 @@
  */
 import { NodeServices } from "@effect/platform-node"
 import { assert, layer } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Effect, FileSystem, Layer } from "effect"
 import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
@@ -15,6 +15,7 @@ import { compareConfigurations } from "../src/runtime/compare.ts"
 import { plotRuns } from "../src/runtime/plot.ts"
 import { run } from "../src/runtime/run.ts"
 import * as RunRecord from "../src/runtime/RunRecord.ts"
+import { bilevel } from "./support/cli.ts"
 import { elements, parseSvg, withClass } from "./support/svg.ts"
 
 const scratch = mkdtempSync(path.join(tmpdir(), "bilevel-aggregate-"))
@@ -124,6 +125,27 @@ layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer), { timeout: 120_000 
       const s = stepStatistics(rhg!.runs, (step) => step.F)
       assert.deepStrictEqual(s.map((p) => p.n), [3, 3, 3, 3])
       assert.closeTo(s[0]!.std!, points[0]![0]!.std, 1e-12)
+    }))
+
+  it.effect("the CLI groups by configuration when seeds repeat, lists runs with --group run, and takes name:scale", () =>
+    Effect.gen(function*() {
+      const runs = yield* sweep
+      const fs = yield* FileSystem.FileSystem
+      const dirs = runs.map((run) => run.dir)
+      const rows = (text: string) => JSON.parse(text) as Array<Record<string, unknown>>
+      const grouped = yield* Effect.promise(() => bilevel(["compare", ...dirs, "--format", "json", "--metric", "F"]))
+      assert.deepStrictEqual(rows(grouped.stdout).map((r) => [r["method"], r["F n"]]), methods.map((m) => [m, 3]))
+      const each = yield* Effect.promise(() => bilevel(["compare", ...dirs, "--format", "json", "--group", "run"]))
+      assert.strictEqual(rows(each.stdout).length, 9)
+
+      const svg = path.join(scratch, "bands.svg")
+      const plotted = yield* Effect.promise(() => bilevel(["plot", ...dirs, "--metric", "F:symlog", "--out", svg]))
+      assert.strictEqual(plotted.code, 0, plotted.stderr)
+      const doc = parseSvg(yield* fs.readFileString(svg))
+      assert.strictEqual(withClass(doc, "g", "mark-area").flatMap((g) => elements(g, "path")).length, 3)
+      const wrong = yield* Effect.promise(() => bilevel(["plot", ...dirs, "--metric", "F:logg", "--out", svg]))
+      assert.strictEqual(wrong.code, 1)
+      assert.include(wrong.stderr, "\"logg\" is not a scale; use one of linear, log, symlog")
     }))
 })
 
