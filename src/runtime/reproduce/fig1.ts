@@ -136,8 +136,9 @@ export const fig1 = define({
           show(o.x),
           show(o.y),
           show(o.F),
-          show(o.tail.mean),
-          show(o.tail.maxDeviation),
+          // A run that failed before its first outer step has no tail.
+          show(o.tail.steps === 0 ? undefined : o.tail.mean),
+          show(o.tail.steps === 0 ? undefined : o.tail.maxDeviation),
           o.reached ? "yes" : "no"
         ]
       })
