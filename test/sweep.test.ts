@@ -1,0 +1,142 @@
+/**
+ * `bilevel sweep` on this machine: a spec's runs and their ids, bad specs named by key, a sweep on two
+ * worker processes that records what single runs record, and a sweep killed mid-way whose rerun
+ * resumes the interrupted runs from their checkpoints and then does no work at all.
+ */
+import { NodeServices } from "@effect/platform-node"
+import { assert, layer } from "@effect/vitest"
+import { Effect, Layer } from "effect"
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import * as path from "node:path"
+import * as Backend from "../src/runtime/Backend.ts"
+import { run } from "../src/runtime/run.ts"
+import * as RunRecord from "../src/runtime/RunRecord.ts"
+import { plan } from "../src/runtime/sweep/plan.ts"
+import * as Spec from "../src/runtime/sweep/Spec.ts"
+import { bilevel, start } from "./support/cli.ts"
+import { alive, journal, plannedRuns, results, stepsRecorded } from "./support/sweep.ts"
+
+const scratch = mkdtempSync(path.join(tmpdir(), "bilevel-sweep-"))
+const file = (name: string, text: string) => {
+  const at = path.join(scratch, name)
+  writeFileSync(at, text)
+  return at
+}
+
+const planOf = (text: string) => Spec.parse(text, "spec").pipe(Effect.flatMap((spec) => plan(spec, scratch)))
+
+/** 2 methods × 2 seeds of a small quadratic (its data drawn from the seed), checkpointed every 5 outer steps. */
+const quadraticSpec = file("quadratic.yaml", `
+task: quadratic
+methods: [rhg, { method: ia-gm, label: IA-GM }]
+seeds: [0, 1]
+settings: { dimX: 4, dimY: 6, outerSteps: 30, innerSteps: 10 }
+backend: cpu
+checkpointEvery: 5
+`)
+
+const sweep = (...args: Array<string>) => bilevel(["sweep", quadraticSpec, ...args], { cwd: scratch })
+
+layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer))("bilevel sweep", (it) => {
+  it.effect("a spec expands to methods × grid × seeds, ids hashing the decoded settings and seed", () =>
+    Effect.gen(function*() {
+      const runs = yield* planOf(`{"task": "quadratic", "methods": ["rhg", "ia-gm"], "seeds": [0, 1, 2],
+        "grid": {"innerSteps": [5, 10], "outerLr": [0.1, 0.5]}}`)
+      assert.strictEqual(runs.length, 2 * 4 * 3)
+      assert.strictEqual(new Set(runs.map((r) => r.id)).size, runs.length)
+      assert.deepStrictEqual(runs.slice(0, 3).map((r) => [r.method, r.point, r.seed]), [
+        ["rhg", { innerSteps: 5, outerLr: 0.1 }, 0],
+        ["rhg", { innerSteps: 5, outerLr: 0.1 }, 1],
+        ["rhg", { innerSteps: 5, outerLr: 0.1 }, 2]
+      ])
+      // A default written out, keys in another order, a label or a checkpoint interval: the same runs.
+      const same = yield* planOf(`task: quadratic
+methods: [{method: rhg, label: other}, ia-gm]
+seeds: [0, 1, 2]
+settings: {dimX: 20}
+checkpointEvery: 3
+grid: {outerLr: [0.1, 0.5], innerSteps: [5, 10]}`)
+      assert.deepStrictEqual(same.map((r) => r.id).sort(), runs.map((r) => r.id).sort())
+      const other = yield* planOf(`{"task": "quadratic", "methods": ["rhg"], "seeds": [0], "settings": {"dimX": 21}}`)
+      assert.notInclude(runs.map((r) => r.id), other[0]!.id)
+    }))
+
+  it.effect("a bad spec is an InvalidConfig naming what is wrong, before anything runs", () =>
+    Effect.gen(function*() {
+      const message = (text: string) => Effect.flip(planOf(text)).pipe(Effect.map((e) => e.message))
+      assert.include(yield* message(`{"task": "quadratic", "methods": ["rhg"], "seeds": [0], "seed": 1}`), "seed")
+      assert.include(yield* message(`{"task": "quadratic", "methods": [], "seeds": [0]}`), "methods")
+      assert.include(yield* message(`{"task": "quadratic", "methods": ["rhg"], "seeds": [-1]}`), "seeds")
+      assert.include(yield* message(`{"task": "quadratic", "methods": ["rhg"], "seeds": [0], "backend": "gpu"}`), "backend")
+      assert.include(yield* message(`{"task": "quadratic", "methods": ["rhg"], "seeds": [0], "grid": {"cgIters": [5]}}`), `"cgIters"`)
+      assert.include(yield* message(`{"task": "quadratic", "methods": ["rgh"], "seeds": [0]}`), `method "rgh"`)
+      assert.include(yield* message(`{"task": "quadratic", "methods": ["rhg", "rhg"], "seeds": [0]}`), "same run")
+      assert.include(yield* message(`task: [unclosed`), "not valid JSON or YAML")
+    }))
+
+  it.effect("two workers record what one `run` per configuration records; --dry-run lists the runs", () =>
+    Effect.gen(function*() {
+      const out = path.join(scratch, "two-workers")
+      const dry = yield* Effect.promise(() => sweep("--out", out, "--dry-run"))
+      assert.strictEqual(dry.code, 0, dry.stderr)
+      assert.include(dry.stdout, "4 runs")
+      assert.strictEqual(dry.stdout.match(/→ run/g)?.length, 4)
+
+      const finished = yield* Effect.promise(() => sweep("--out", out, "--workers", "2", "--json"))
+      assert.strictEqual(finished.code, 0, finished.stderr)
+      const { outcomes } = JSON.parse(finished.stdout)
+      assert.deepStrictEqual(outcomes.map((o: { action: string; status: string }) => [o.action, o.status]), Array(4).fill(["ran", "completed"]))
+      // Two runs were in flight at once, in two processes.
+      const entries = journal(out)
+      assert.strictEqual(new Set(entries.map((e) => e.pid)).size, 4)
+
+      const planned = plannedRuns(out)[3]!
+      assert.strictEqual(planned.label, "IA-GM")
+      const single = yield* run({ task: planned.task, method: planned.method, seed: planned.seed, settings: planned.settings, out: path.join(scratch, "single") })
+      const [swept, alone] = [yield* RunRecord.read(planned.dir), yield* RunRecord.read(single.runDir)]
+      assert.deepStrictEqual(swept.steps.map(({ ms: _, ...s }) => s), alone.steps.map(({ ms: _, ...s }) => s))
+      assert.deepStrictEqual(swept.summary?.final, alone.summary?.final)
+      assert.strictEqual(swept.info.label, "IA-GM")
+    }))
+
+  it.effect("a sweep killed mid-way resumes its interrupted runs from their checkpoints; then a rerun does nothing", () =>
+    Effect.gen(function*() {
+      const reference = path.join(scratch, "uninterrupted")
+      const killed = path.join(scratch, "killed")
+      const atKill = yield* Effect.promise(async () => {
+        const { child, finished } = start(["sweep", quadraticSpec, "--out", killed, "--workers", "2"], { cwd: scratch })
+        const recorded = () => existsSync(path.join(killed, "sweep.json")) ? plannedRuns(killed).map((r) => stepsRecorded(r.dir)) : []
+        while (child.exitCode === null && !recorded().some((n) => n > 6 && n < 30)) await new Promise((r) => setTimeout(r, 20))
+        child.kill("SIGKILL")
+        const counts = new Map(plannedRuns(killed).map((r) => [r.id, stepsRecorded(r.dir)]))
+        await finished
+        // Its workers die with it (they watch the channel to it), leaving records to resume.
+        while (journal(killed).some((e) => alive(e.pid))) await new Promise((r) => setTimeout(r, 20))
+        return counts
+      })
+      const interrupted = journal(killed).filter((e) => e.event === "start" && !journal(killed).some((f) => f.event === "end" && f.id === e.id))
+      assert.isAbove(interrupted.length, 0, "a run was in flight when the sweep was killed")
+
+      const rerun = yield* Effect.promise(() => sweep("--out", killed, "--workers", "2", "--json"))
+      assert.strictEqual(rerun.code, 0, rerun.stderr)
+      const outcomes: ReadonlyArray<{ id: string; action: string; resumedFrom?: number }> = JSON.parse(rerun.stdout).outcomes
+      for (const entry of interrupted) {
+        const outcome = outcomes.find((o) => o.id === entry.id)!
+        assert.strictEqual(outcome.action, "resumed")
+        // From its last checkpoint (every 5 steps), not from the start.
+        assert.isAtLeast(outcome.resumedFrom!, 5 * Math.floor(atKill.get(entry.id)! / 5))
+      }
+      assert.isTrue(outcomes.some((o) => o.resumedFrom !== undefined && o.resumedFrom >= 5))
+
+      const uninterrupted = yield* Effect.promise(() => sweep("--out", reference, "--workers", "2"))
+      assert.strictEqual(uninterrupted.code, 0, uninterrupted.stderr)
+      assert.deepStrictEqual(results(killed), results(reference))
+
+      const lines = journal(killed).length
+      const again = yield* Effect.promise(() => sweep("--out", killed, "--json"))
+      assert.strictEqual(again.code, 0, again.stderr)
+      assert.deepStrictEqual(JSON.parse(again.stdout).outcomes.map((o: { action: string }) => o.action), Array(4).fill("skipped"))
+      assert.strictEqual(journal(killed).length, lines, "no run started")
+    }), 180_000)
+})
