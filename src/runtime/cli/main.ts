@@ -21,6 +21,7 @@ import { progressBar, summaryLines } from "./output.ts"
 import { reproduceCommand } from "./reproduce.ts"
 import { replayCommand } from "./replay.ts"
 import { resumeCommand } from "./resume.ts"
+import { runnerCommand } from "./runner.ts"
 import { sweepCommand } from "./sweep.ts"
 
 const taskArgument = Argument.String("task").pipe(
@@ -285,7 +286,7 @@ const bilevel = Command.make("bilevel").pipe(
       "Methods (IAPTT-GM, IA-GM, RHG, T-RHG, BDA, LS, NS, …) are compositions of LL dynamics, stream " +
       "combinators and hypergradient strategies; every run is seeded, recorded and replayable."
   ),
-  Command.withSubcommands([runCommand, methodsCommand, tasksCommand, gradcheckCommand, schemaCommand, plotCommand, compareCommand, replayCommand, resumeCommand, reproduceCommand, sweepCommand])
+  Command.withSubcommands([runCommand, methodsCommand, tasksCommand, gradcheckCommand, schemaCommand, plotCommand, compareCommand, replayCommand, resumeCommand, reproduceCommand, sweepCommand, runnerCommand])
 )
 
 /**

@@ -7,12 +7,14 @@ import { Argument, Command, Flag } from "effect/cli"
 import * as path from "node:path"
 import { RunRecordError } from "../../domain/errors.ts"
 import { writeAtomically } from "../RunRecord.ts"
+import { runDistributed } from "../sweep/distributed.ts"
 import { runEmbedded } from "../sweep/embedded.ts"
 import type { Outcome } from "../sweep/execute.ts"
 import { runState } from "../sweep/execute.ts"
 import { manifestFile, plan, type PlannedRun } from "../sweep/plan.ts"
 import { defaultWorkers } from "../sweep/pool.ts"
 import * as Spec from "../sweep/Spec.ts"
+import { databaseFlag } from "./runner.ts"
 import { sweepProgress } from "./sweepProgress.ts"
 
 const describeRun = (run: PlannedRun) =>
@@ -31,6 +33,10 @@ export const sweepCommand = Command.make("sweep", {
   workers: Flag.Int("workers").pipe(
     Flag.withDescription("worker processes, one run each, at once (default: the cores)"),
     Flag.filter((n) => n >= 1, (n) => `--workers must be at least 1, got ${n}`),
+    Flag.optional
+  ),
+  cluster: databaseFlag.pipe(
+    Flag.withDescription("submit the runs to the Effect Cluster whose state is in this PostgreSQL database (start `bilevel runner`s on it) instead of running them here"),
     Flag.optional
   ),
   json: Flag.Boolean("json").pipe(Flag.withDescription("print exactly one JSON object on stdout"), Flag.withDefault(false))
@@ -56,7 +62,10 @@ export const sweepCommand = Command.make("sweep", {
     const outcomes = yield* Effect.gen(function*() {
       const done = yield* Effect.forEach(runs, (run) => runState(run.dir))
       const progress = flags.json ? undefined : sweepProgress(runs.length, done.filter((s) => s === "completed" || s === "failed").length)
-      return yield* runEmbedded(runs, { workers, progress }).pipe(Effect.ensuring(Effect.sync(() => progress?.stop())))
+      const outcomes = Option.isSome(flags.cluster)
+        ? runDistributed(runs, flags.cluster.value, progress)
+        : runEmbedded(runs, { workers, progress })
+      return yield* outcomes.pipe(Effect.ensuring(Effect.sync(() => progress?.stop())))
     })
     if (flags.json) return yield* Console.log(JSON.stringify({ out, outcomes }))
     const failures = outcomes.filter((o) => o.status === "failed")

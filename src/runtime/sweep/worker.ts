@@ -1,8 +1,8 @@
 /**
  * A worker process of a sweep: receives one planned run over the IPC channel, executes it (tfjs keeps
  * one global engine per process, so a process runs one run), reports its progress and outcome, and
- * exits. It dies with its parent: when the channel closes (the sweep or runner that started it was
- * killed), nothing may keep writing a record another process is about to resume.
+ * exits. Its loader (bin/bilevel-worker.js) makes it die with its parent: when the channel closes
+ * (the sweep or runner that started it was killed), it exits.
  */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Cause, Effect, Schema } from "effect"
@@ -49,7 +49,6 @@ const work = (message: unknown) =>
     Effect.provide(NodeServices.layer)
   )
 
-process.on("disconnect", () => process.exit(1))
 process.once("message", (message) => {
   NodeRuntime.runMain(Effect.andThen(work(message), Effect.sync(() => process.disconnect())))
 })
