@@ -4,7 +4,9 @@
  * exits. Its loader (bin/bilevel-worker.js) makes it die with its parent: when the channel closes
  * (the sweep or runner that started it was killed), it exits.
  */
-import { NodeRuntime, NodeServices } from "@effect/platform-node"
+// The package's barrel loads its cluster, HTTP and socket modules too: a second more per worker.
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as NodeServices from "@effect/platform-node/NodeServices"
 import { Cause, Effect, Schema } from "effect"
 import { execute, Outcome } from "./execute.ts"
 import { PlannedRun } from "./plan.ts"
