@@ -20,7 +20,7 @@ writeFileSync(spec, `
 task: quadratic
 methods: [rhg, ia-gm]
 seeds: [0, 1, 2, 3, 4, 5]
-settings: { dimX: 4, dimY: 6, outerSteps: 30, innerSteps: 10 }
+settings: { dimX: 4, dimY: 6, outerSteps: 20, innerSteps: 10 }
 backend: cpu
 checkpointEvery: 5
 `)
@@ -51,11 +51,11 @@ describe.skipIf("missing" in postgres)(`bilevel sweep --cluster${"missing" in po
     const out = path.join(scratch, "cluster")
     const submitter = start(["sweep", spec, "--out", out, "--cluster", database.url, "--json"])
 
-    // Kill runner a once a run it started is past its first checkpoint (5) and not done (30).
+    // Kill runner a once a run it started is past its first checkpoint (5) and not done (20).
     const own = () => [...a.log().matchAll(/start (\w+) /g)].map((m) => m[1]!)
     const halfDone = () =>
       existsSync(path.join(out, "sweep.json"))
-        ? plannedRuns(out).find((r) => own().includes(r.id) && stepsRecorded(r.dir) > 6 && stepsRecorded(r.dir) < 30)
+        ? plannedRuns(out).find((r) => own().includes(r.id) && stepsRecorded(r.dir) > 6 && stepsRecorded(r.dir) < 20)
         : undefined
     while (halfDone() === undefined && submitter.child.exitCode === null) await sleep(20)
     const victim = halfDone()
