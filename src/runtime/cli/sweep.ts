@@ -71,7 +71,8 @@ export const sweepCommand = Command.make("sweep", {
     const failures = outcomes.filter((o) => o.status === "failed")
     yield* Console.log(
       `${runs.length} runs in ${out}: ${counts(outcomes)}` +
-        failures.map((o) => `\n  failed: ${o.dir}: ${o.error ?? "no message"}`).join("")
+        failures.map((o) => `\n  failed: ${o.dir}: ${o.error ?? "no message"}`).join("") +
+        `\ntables and figures: bilevel compare ${path.relative(process.cwd(), out) || "."}/*/ · bilevel plot ${path.relative(process.cwd(), out) || "."}/*/ --out sweep.svg`
     )
   })).pipe(
     Command.withDescription(
