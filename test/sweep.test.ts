@@ -75,6 +75,15 @@ grid: {outerLr: [0.1, 0.5], innerSteps: [5, 10]}`)
       assert.include(yield* message(`task: [unclosed`), "not valid JSON or YAML")
     }))
 
+  it.effect("a cluster database that cannot be reached is named (its password masked) with what to do", () =>
+    Effect.gen(function*() {
+      const finished = yield* Effect.promise(() => sweep("--out", path.join(scratch, "unreachable"), "--cluster", "postgres://bilevel:secret@127.0.0.1:1/bilevel"))
+      assert.notStrictEqual(finished.code, 0)
+      assert.include(finished.stderr, "ClusterUnavailable: The cluster database postgres://bilevel:***@127.0.0.1:1/bilevel cannot be used")
+      assert.include(finished.stderr, "PostgreSQL is running")
+      assert.notInclude(finished.stderr, "secret")
+    }))
+
   it.effect("two workers record what one `run` per configuration records; --dry-run lists the runs", () =>
     Effect.gen(function*() {
       const out = path.join(scratch, "two-workers")

@@ -110,3 +110,14 @@ export class HypergradientFailed extends Schema.TaggedError<HypergradientFailed>
     return `Hypergradient ${this.strategy}: ${this.problem}. ${this.hint}`
   }
 }
+
+/** The PostgreSQL database of a distributed sweep cannot be used. */
+export class ClusterUnavailable extends Schema.TaggedError<ClusterUnavailable>()("ClusterUnavailable", {
+  database: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `The cluster database ${this.database} cannot be used: ${this.reason}. Check the --cluster URL and that ` +
+      `PostgreSQL is running and reachable from here (docs/scale-out.md says how to start it).`
+  }
+}

@@ -6,7 +6,7 @@
 import { Console, Effect, Layer, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import { hostname } from "node:os"
-import { runnerLayer } from "../sweep/cluster.ts"
+import { checkDatabase, runnerLayer } from "../sweep/cluster.ts"
 import { defaultWorkers, type Progress } from "../sweep/pool.ts"
 
 export const databaseFlag = Flag.String("cluster").pipe(
@@ -48,6 +48,7 @@ export const runnerCommand = Command.make("runner", {
   Effect.gen(function*() {
     const host = Option.getOrElse(flags.host, hostname)
     const workers = Option.getOrElse(flags.workers, defaultWorkers)
+    yield* checkDatabase(flags.database)
     yield* Console.error(`runner ${host}:${flags.port}, ${workers} worker${workers > 1 ? "s" : ""}; stop it with Ctrl-C or SIGTERM`)
     yield* Layer.launch(runnerLayer({
       database: flags.database,

@@ -7,6 +7,7 @@ import { Argument, Command, Flag } from "effect/cli"
 import * as path from "node:path"
 import { RunRecordError } from "../../domain/errors.ts"
 import { writeAtomically } from "../RunRecord.ts"
+import { checkDatabase } from "../sweep/cluster.ts"
 import { runDistributed } from "../sweep/distributed.ts"
 import { runEmbedded } from "../sweep/embedded.ts"
 import type { Outcome } from "../sweep/execute.ts"
@@ -58,6 +59,7 @@ export const sweepCommand = Command.make("sweep", {
       Effect.mapError((e) => new RunRecordError({ path: out, problem: `cannot be created: ${e.message}. Choose a writable --out directory` }))
     )
     yield* writeAtomically(path.join(out, manifestFile), JSON.stringify({ spec, runs }, null, 2) + "\n")
+    if (Option.isSome(flags.cluster)) yield* checkDatabase(flags.cluster.value)
     const workers = Option.getOrElse(flags.workers, defaultWorkers)
     const outcomes = yield* Effect.gen(function*() {
       const done = yield* Effect.forEach(runs, (run) => runState(run.dir))

@@ -16,6 +16,8 @@ import { PgClient } from "@effect/sql-pg"
 import { Duration, Effect, Layer, Option, Redacted, Semaphore } from "effect"
 import { ClusterSchema, Entity, RunnerAddress } from "effect/cluster"
 import { Rpc } from "effect/rpc"
+import { SqlClient } from "effect/sql"
+import { ClusterUnavailable } from "../../domain/errors.ts"
 import { Outcome } from "./execute.ts"
 import { PlannedRun } from "./plan.ts"
 import { inWorker, type Progress } from "./pool.ts"
@@ -48,7 +50,23 @@ export interface ClusterOptions {
   readonly failover?: Failover | undefined
 }
 
-const database = (url: string) => PgClient.layer({ url: Redacted.make(url) })
+const database = (url: string) => PgClient.layer({ url: Redacted.make(url), connectTimeout: "10 seconds" })
+
+/** The URL with its password, if any, masked: what error messages and logs show. */
+const masked = (url: string) => url.replace(/\/\/([^:/@]+):[^@]*@/, "//$1:***@")
+
+/**
+ * Fails with `ClusterUnavailable` unless the database answers a query. (The cluster's own layers treat
+ * storage that cannot start as a defect; this says what is wrong first.)
+ */
+export const checkDatabase = (url: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`SELECT 1`
+  }).pipe(
+    Effect.provide(database(url)),
+    Effect.mapError((e) => new ClusterUnavailable({ database: masked(url), reason: e.message }))
+  )
 
 const shardingConfig = (options: ClusterOptions) => {
   const failover = options.failover ?? defaultFailover

@@ -3,7 +3,7 @@
  * the rest are sent as `Execute` messages and their outcomes awaited (progress: one tick per run).
  */
 import { Effect } from "effect"
-import { clientLayer, submit } from "./cluster.ts"
+import { checkDatabase, clientLayer, submit } from "./cluster.ts"
 import { RunRecordError } from "../../domain/errors.ts"
 import { type Outcome, recorded, runState } from "./execute.ts"
 import type { PlannedRun } from "./plan.ts"
@@ -13,6 +13,7 @@ export const runDistributed = (runs: ReadonlyArray<PlannedRun>, database: string
   Effect.gen(function*() {
     const done = yield* Effect.forEach(runs, recorded)
     const pending = runs.filter((_, i) => done[i] === undefined)
+    if (pending.length > 0) yield* checkDatabase(database)
     const sent = pending.length === 0 ? [] : yield* submit(pending, progress?.ended).pipe(Effect.provide(clientLayer({ database })))
     // A reply the database kept from an earlier sweep into a directory since deleted runs nothing.
     for (const outcome of sent) {
