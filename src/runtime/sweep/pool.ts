@@ -57,8 +57,12 @@ export const inWorker = (run: PlannedRun, options: { readonly workers: number; r
       else if (value.type === "outcome") outcome = value.outcome
       else error = value.message
     })
-    child.on("error", (e) => (error ??= e.message))
-    child.on("exit", (code, signal) => {
+    // The outcome is read off the channel before it closes; the exit signal can overtake it, so the
+    // run ends when both the process has exited and its channel has closed.
+    let exit: string | undefined
+    let disconnected = false
+    const end = () => {
+      if (exit === undefined || !disconnected) return
       resume(Effect.succeed(
         outcome ?? {
           id: run.id,
@@ -66,9 +70,23 @@ export const inWorker = (run: PlannedRun, options: { readonly workers: number; r
           action: "ran",
           status: "failed",
           outerSteps: 0,
-          error: error ?? `its worker process exited (${signal ?? `code ${code}`}) without an outcome: ${stderr.trim() || "no message"}`
+          error: error ?? `its worker process exited (${exit}) without an outcome: ${stderr.trim() || "no message"}`
         }
       ))
+    }
+    child.on("error", (e) => {
+      error ??= `its worker process failed: ${e.message}`
+      // A process that never started has neither an exit nor a channel to close.
+      if (child.pid === undefined) [exit, disconnected] = ["not started", true]
+      end()
+    })
+    child.on("disconnect", () => {
+      disconnected = true
+      end()
+    })
+    child.on("exit", (code, signal) => {
+      exit = signal ?? `code ${code}`
+      end()
     })
     child.send({ run })
     return Effect.promise(() => stopped(child))
