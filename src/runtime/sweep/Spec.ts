@@ -15,7 +15,6 @@ import { Effect, FileSystem, Schema } from "effect"
 import * as Yaml from "yaml"
 import { InvalidConfig } from "../../domain/errors.ts"
 import { BackendChoice } from "../Backend.ts"
-import { defaultCheckpointEvery } from "../run.ts"
 
 const Settings = Schema.Record(Schema.String, Schema.Unknown)
 
@@ -40,14 +39,13 @@ export const SweepSpec = Schema.Struct({
   backend: Schema.optional(BackendChoice),
   /** Final metrics `compare` aggregates over seeds (default: all). */
   metrics: Schema.optional(Schema.Array(Schema.String)),
-  /** Checkpoint every this many outer steps: how much an interrupted run recomputes. */
+  /** Checkpoint every this many outer steps (default run.ts's): how much an interrupted run recomputes. */
   checkpointEvery: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)))
 })
 export type SweepSpec = typeof SweepSpec.Type
 
 /** Backend of a spec that names none: the tests' and the toys' reference, deterministic across machines. */
 export const defaultSweepBackend = "cpu" as const
-export { defaultCheckpointEvery }
 
 /** Decodes a parsed spec, every mistake named by its key. */
 export const decode = (value: unknown, source: string) =>

@@ -10,7 +10,8 @@ import * as path from "node:path"
 import { InvalidConfig } from "../../domain/errors.ts"
 import { BackendChoice } from "../Backend.ts"
 import { findMethod, findTask, resolveSettings } from "../settings.ts"
-import { defaultCheckpointEvery, defaultSweepBackend, type SweepSpec } from "./Spec.ts"
+import { defaultCheckpointEvery } from "../run.ts"
+import { defaultSweepBackend, type SweepSpec } from "./Spec.ts"
 
 /** One run of a sweep: what a worker needs to start it, or to resume it from its directory. */
 export const PlannedRun = Schema.Struct({
