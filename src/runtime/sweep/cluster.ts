@@ -30,7 +30,8 @@ export const Execute = Rpc.make("Execute", {
 })
   // Stored in PostgreSQL, so the message outlives the submitter and the runner that took it.
   .annotate(ClusterSchema.Persisted, true)
-  // A runner shutting down stops its runs (they record their interruption) rather than wait for them.
+  // A runner shutting down stops its runs rather than wait for them: the runner that takes the shard
+  // resumes them from their checkpoints.
   .annotate(ClusterSchema.InterruptOnTermination, true)
 
 export const SweepRun = Entity.make("SweepRun", [Execute])
@@ -105,7 +106,12 @@ export const runnerLayer = (options: RunnerOptions) =>
 
 /** A client of the cluster: sends messages, hosts nothing. */
 export const clientLayer = (options: ClusterOptions) =>
-  NodeClusterSocket.layer({ storage: "sql", clientOnly: true, shardingConfig: shardingConfig(options) }).pipe(
+  NodeClusterSocket.layer({
+    storage: "sql",
+    clientOnly: true,
+    // The cluster reads unset fields from the environment, where HOST and PORT mean something else.
+    shardingConfig: { ...shardingConfig(options), runnerAddress: Option.none(), runnerListenAddress: Option.none() }
+  }).pipe(
     Layer.provide(database(options.database))
   )
 
