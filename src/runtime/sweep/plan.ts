@@ -79,7 +79,13 @@ export const plan = Effect.fnUntraced(function*(spec: SweepSpec, out: string) {
     const method = yield* findMethod(name)
     for (const point of gridPoints(spec.grid ?? {})) {
       const settings = { ...spec.settings, ...own, ...point }
-      const resolved = yield* resolveSettings(task, method, settings)
+      const resolved = yield* resolveSettings(task, method, settings).pipe(
+        Effect.mapError((e) =>
+          new InvalidConfig({
+            message: `Sweep spec, method ${method.name}${Object.keys(point).length > 0 ? ` at grid point ${pointName(point)}` : ""}: ${e.message}`
+          })
+        )
+      )
       const config = { ...resolved.task, ...resolved.method }
       for (const seed of spec.seeds) {
         const id = runId({ task: task.name, method: method.name, backend, seed, config })
