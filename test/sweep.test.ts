@@ -109,6 +109,28 @@ grid: {outerLr: [0.1, 0.5], innerSteps: [5, 10]}`)
       assert.strictEqual(swept.info.label, "IA-GM")
     }))
 
+  it.effect("a run that diverges is a failed outcome, the sweep goes on, and a rerun leaves it failed", () =>
+    Effect.gen(function*() {
+      const spec = file("diverging.yaml", `
+task: quadratic
+methods: [rhg]
+seeds: [0]
+settings: { dimX: 4, dimY: 6, outerSteps: 30, innerSteps: 10 }
+grid: { outerLr: [0.5, 200] }
+`)
+      const out = path.join(scratch, "diverging")
+      const outcomes = (finished: { code: number | null; stdout: string; stderr: string }) => {
+        assert.strictEqual(finished.code, 0, finished.stderr)
+        return JSON.parse(finished.stdout).outcomes.map((o: { action: string; status: string; error?: string }) => [o.action, o.status, o.error?.split(":")[0]])
+      }
+      const first = yield* Effect.promise(() => bilevel(["sweep", spec, "--out", out, "--json"], { cwd: scratch }))
+      assert.deepStrictEqual(outcomes(first), [["ran", "completed", undefined], ["ran", "failed", "Diverged"]])
+      const again = yield* Effect.promise(() => bilevel(["sweep", spec, "--out", out, "--json"], { cwd: scratch }))
+      assert.deepStrictEqual(outcomes(again), [["skipped", "completed", undefined], ["skipped", "failed", "Diverged"]])
+      const dry = yield* Effect.promise(() => bilevel(["sweep", spec, "--out", out, "--dry-run"], { cwd: scratch }))
+      assert.match(dry.stdout, /outerLr":200\}  → skip \(failed\)/)
+    }))
+
   it.effect("a sweep killed mid-way resumes its interrupted runs from their checkpoints; then a rerun does nothing", () =>
     Effect.gen(function*() {
       const reference = path.join(scratch, "uninterrupted")

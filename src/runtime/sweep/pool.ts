@@ -1,8 +1,8 @@
 /**
  * The embedded pool: runs of a sweep on this machine, each in a worker process of its own (tfjs keeps
  * one global engine per process), at most `workers` at once. A worker that dies or fails is that run's
- * failed outcome, not the sweep's end; interrupting the pool stops its workers (SIGTERM: each run
- * records its interruption, and the next sweep resumes it from its checkpoint).
+ * failed outcome, not the sweep's end; interrupting the pool stops its workers (SIGTERM: each run's
+ * record stays unfinished, and the next sweep resumes it from its checkpoint).
  */
 import { Effect, Schema } from "effect"
 import { type ChildProcess, fork } from "node:child_process"
