@@ -71,10 +71,12 @@ export const sweepCommand = Command.make("sweep", {
     })
     if (flags.json) return yield* Console.log(JSON.stringify({ out, outcomes }))
     const failures = outcomes.filter((o) => o.status === "failed")
+    const relative = path.relative(process.cwd(), out)
+    const shown = relative === "" ? "." : relative.startsWith("..") ? out : relative
     yield* Console.log(
       `${runs.length} runs in ${out}: ${counts(outcomes)}` +
         failures.map((o) => `\n  failed: ${o.dir}: ${o.error ?? "no message"}`).join("") +
-        `\ntables and figures: bilevel compare ${path.relative(process.cwd(), out) || "."}/*/ · bilevel plot ${path.relative(process.cwd(), out) || "."}/*/ --out sweep.svg`
+        `\ntables and figures: bilevel compare ${shown}/*/ · bilevel plot ${shown}/*/ --out sweep.svg`
     )
   })).pipe(
     Command.withDescription(
