@@ -1,6 +1,7 @@
 /**
  * A sweep submitted to the cluster: runs already recorded in the shared directory are skipped here,
- * the rest are sent as `Execute` messages and their outcomes awaited (progress: one tick per run).
+ * the rest are sent as `Execute` messages and their outcomes awaited. Progress: a line per run in
+ * flight, read off the shared directory, and a tick per outcome.
  */
 import { Effect } from "effect"
 import { checkDatabase, clientLayer, submit } from "./cluster.ts"
@@ -8,13 +9,17 @@ import { RunRecordError } from "../../domain/errors.ts"
 import { type Outcome, recorded, runState } from "./execute.ts"
 import type { PlannedRun } from "./plan.ts"
 import type { Progress } from "./pool.ts"
+import { watch } from "./watch.ts"
 
 export const runDistributed = (runs: ReadonlyArray<PlannedRun>, database: string, progress?: Progress | undefined) =>
   Effect.gen(function*() {
     const done = yield* Effect.forEach(runs, recorded)
     const pending = runs.filter((_, i) => done[i] === undefined)
     if (pending.length > 0) yield* checkDatabase(database)
-    const sent = pending.length === 0 ? [] : yield* submit(pending, progress?.ended).pipe(Effect.provide(clientLayer({ database })))
+    const sent = pending.length === 0 ? [] : yield* submit(pending, progress?.ended).pipe(
+      Effect.provide(clientLayer({ database })),
+      (submitted) => progress === undefined ? submitted : Effect.raceFirst(submitted, Effect.andThen(watch(pending, progress), Effect.never))
+    )
     // A reply the database kept from an earlier sweep into a directory since deleted runs nothing.
     for (const outcome of sent) {
       if ((yield* runState(outcome.dir)) === "absent") {
