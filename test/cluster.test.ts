@@ -50,6 +50,7 @@ describe.skipIf("missing" in postgres)(`bilevel sweep --cluster${"missing" in po
     const [a, b] = [await startRunner(database.url), await startRunner(database.url)]
     const out = path.join(scratch, "cluster")
     const submitter = start(["sweep", spec, "--out", out, "--cluster", database.url, "--json"])
+    cleanups.push(() => submitter.child.kill("SIGKILL"))
 
     // Kill runner a once a run it started is past its first checkpoint (5) and not done (20).
     const own = () => [...a.log().matchAll(/start (\w+) /g)].map((m) => m[1]!)
