@@ -17,20 +17,25 @@ import type { PlannedRun } from "./plan.ts"
 /** What a run directory holds, as far as a sweep is concerned. */
 export type RunState = "absent" | "unfinished" | "completed" | "failed"
 
-/** The summary a killed or interrupted session leaves: it failed for no reason of its own. */
+/** The error a summary records when its session was interrupted: it failed for no reason of its own. */
 const interrupted = "interrupted"
 
-/** The state of the run recorded in `dir`. A failed run whose failure is its own (it diverged, say) stays failed. */
+/**
+ * The state of the run recorded in `dir`: completed; failed for a reason of its own (it diverged, say);
+ * or unfinished — no summary yet, or one that says it was interrupted (any status but those two, or a
+ * failure by interruption), which `resume` continues.
+ */
 export const runState = Effect.fnUntraced(function*(dir: string) {
   const fs = yield* FileSystem.FileSystem
   const hasInfo = yield* fs.exists(`${dir}/${RunRecord.files.info}`).pipe(Effect.orElseSucceed(() => false))
   if (!hasInfo) return "absent" as RunState
   const summary = yield* RunRecord.readSummary(dir)
-  return (summary === undefined || summary.error === interrupted
-    ? "unfinished"
-    : summary.status === "completed"
+  const status: string | undefined = summary?.status
+  return (status === "completed"
     ? "completed"
-    : "failed") as RunState
+    : status === "failed" && summary?.error !== interrupted
+    ? "failed"
+    : "unfinished") as RunState
 })
 
 /** How one execution of a run went: `ran` from scratch, `resumed`, or `skipped` (recorded already). */
