@@ -60,7 +60,7 @@ export const recorded = Effect.fnUntraced(function*(planned: PlannedRun) {
     id: planned.id,
     dir: planned.dir,
     action: "skipped",
-    status: summary.status,
+    status: state,
     outerSteps: summary.outerSteps,
     ...(summary.error === undefined ? {} : { error: summary.error })
   } satisfies Outcome as Outcome
