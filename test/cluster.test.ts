@@ -6,7 +6,7 @@
  * submitting the finished sweep again does no work. Skips, saying why, without PostgreSQL.
  */
 import { type ChildProcess } from "node:child_process"
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { afterAll, assert, describe, it } from "vitest"
@@ -29,6 +29,7 @@ const postgres = binaries()
 const cleanups: Array<() => void> = []
 afterAll(() => {
   for (const cleanup of cleanups.reverse()) cleanup()
+  rmSync(scratch, { recursive: true, force: true })
 })
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))

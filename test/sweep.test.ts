@@ -5,8 +5,9 @@
  */
 import { NodeServices } from "@effect/platform-node"
 import { assert, layer } from "@effect/vitest"
+import { afterAll } from "vitest"
 import { Effect, Layer } from "effect"
-import { existsSync, mkdtempSync, writeFileSync } from "node:fs"
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
 import * as Backend from "../src/runtime/Backend.ts"
@@ -18,6 +19,7 @@ import { bilevel, start } from "./support/cli.ts"
 import { alive, journal, plannedRuns, results, stepsRecorded } from "./support/sweep.ts"
 
 const scratch = mkdtempSync(path.join(tmpdir(), "bilevel-sweep-"))
+afterAll(() => rmSync(scratch, { recursive: true, force: true }))
 const file = (name: string, text: string) => {
   const at = path.join(scratch, name)
   writeFileSync(at, text)

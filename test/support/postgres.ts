@@ -41,8 +41,9 @@ export interface Postgres {
 
 /** Starts a server from the initdb and pg_ctl in `bin`. */
 export const startPostgres = async (bin: string): Promise<Postgres> => {
-  const root = mkdtempSync(path.join(tmpdir(), "bilevel-pg-"))
   const asRoot = userInfo().uid === 0
+  // As root the server runs as postgres, which must reach its directory: /tmp, not a TMPDIR private to root.
+  const root = mkdtempSync(path.join(asRoot ? "/tmp" : tmpdir(), "bilevel-pg-"))
   const run = (tool: string, args: ReadonlyArray<string>) =>
     asRoot
       ? execFileSync("runuser", ["-u", "postgres", "--", path.join(bin, tool), ...args], { stdio: "pipe" })
