@@ -1,13 +1,14 @@
 /**
  * `bilevel sweep` on this machine: a spec's runs and their ids, bad specs named by key, a sweep on two
- * worker processes that records what single runs record, and a sweep killed mid-way whose rerun
- * resumes the interrupted runs from their checkpoints and then does no work at all.
+ * worker processes that records what single runs record, its table of mean ± std per configuration
+ * and the plot's bands, and a sweep killed mid-way whose rerun resumes the interrupted runs from
+ * their checkpoints and then does no work at all.
  */
 import { NodeServices } from "@effect/platform-node"
 import { assert, layer } from "@effect/vitest"
 import { afterAll } from "vitest"
 import { Effect, Layer } from "effect"
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
 import * as Backend from "../src/runtime/Backend.ts"
@@ -16,6 +17,7 @@ import * as RunRecord from "../src/runtime/RunRecord.ts"
 import { plan } from "../src/runtime/sweep/plan.ts"
 import * as Spec from "../src/runtime/sweep/Spec.ts"
 import { bilevel, start } from "./support/cli.ts"
+import { elements, parseSvg, withClass } from "./support/svg.ts"
 import { alive, journal, plannedRuns, results, stepsRecorded } from "./support/sweep.ts"
 
 const scratch = mkdtempSync(path.join(tmpdir(), "bilevel-sweep-"))
@@ -131,6 +133,49 @@ grid: { outerLr: [0.5, 200] }
       assert.deepStrictEqual(outcomes(again), [["skipped", "completed", undefined], ["skipped", "failed", "Diverged"]])
       const dry = yield* Effect.promise(() => bilevel(["sweep", spec, "--out", out, "--dry-run"], { cwd: scratch }))
       assert.match(dry.stdout, /outerLr":200\}  → skip \(failed\)/)
+    }))
+
+  it.effect("3 methods × 3 seeds: the sweep prints mean ± std of the spec's metrics per method; plot draws a band per method", () =>
+    Effect.gen(function*() {
+      const methods = ["rhg", "ia-gm", "iaptt-gm"]
+      const spec = file("toy-llc.yaml", `
+task: toy-llc
+methods: [${methods.join(", ")}]
+seeds: [0, 1, 2]
+settings: { n: 3, outerSteps: 4, innerSteps: 5 }
+metrics: [F, xError]
+`)
+      const out = path.join(scratch, "toy-llc")
+      const finished = yield* Effect.promise(() => bilevel(["sweep", spec, "--out", out, "--workers", "2"], { cwd: scratch }))
+      assert.strictEqual(finished.code, 0, finished.stderr)
+      const table = finished.stdout.split("\n").filter((line) => line.startsWith("|"))
+      const cells = (line: string) => line.slice(2, -2).split(" | ").map((c) => c.trim())
+      const header = cells(table[0]!)
+      assert.deepStrictEqual(header.slice(0, 7), ["task", "method", "n", "seeds", "status", "F", "xError"])
+      assert.lengthOf(table, 2 + methods.length)
+      const records = plannedRuns(out)
+      for (const [i, method] of methods.entries()) {
+        const row = cells(table[2 + i]!)
+        assert.deepStrictEqual(row.slice(0, 5), ["toy-llc", method, "3", "0 1 2", "3 completed"])
+        for (const metric of ["F", "xError"]) {
+          const values = records.filter((r) => r.method === method).map((r) =>
+            JSON.parse(readFileSync(path.join(r.dir, "summary.json"), "utf8")).final[metric] as number
+          )
+          const mean = values.reduce((a, b) => a + b, 0) / values.length
+          const std = Math.sqrt(values.reduce((a, v) => a + (v - mean) ** 2, 0) / (values.length - 1))
+          assert.isAbove(std, 0, "the seeds draw different initial points")
+          const shown = (v: number) => String(Number(v.toPrecision(4)))
+          assert.strictEqual(row[header.indexOf(metric)], `${shown(mean)} ± ${shown(std)}`, `${method} ${metric}`)
+        }
+      }
+
+      const svg = path.join(scratch, "toy-llc.svg")
+      const plotted = yield* Effect.promise(() => bilevel(["plot", ...records.map((r) => r.dir), "--metric", "F", "--out", svg]))
+      assert.strictEqual(plotted.code, 0, plotted.stderr)
+      const doc = parseSvg(readFileSync(svg, "utf8"))
+      assert.lengthOf(withClass(doc, "g", "mark-area").flatMap((g) => elements(g, "path")), methods.length)
+      const legend = withClass(doc, "g", "role-legend-label").flatMap((g) => elements(g, "text")).map((t) => t["#text"])
+      assert.deepStrictEqual(legend, methods.map((m) => `${m} (n = 3)`))
     }))
 
   it.effect("a sweep killed mid-way resumes its interrupted runs from their checkpoints; then a rerun does nothing", () =>

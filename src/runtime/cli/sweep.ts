@@ -6,7 +6,8 @@ import { Console, Effect, FileSystem, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as path from "node:path"
 import { RunRecordError } from "../../domain/errors.ts"
-import { writeAtomically } from "../RunRecord.ts"
+import { compareConfigurations } from "../compare.ts"
+import * as RunRecord from "../RunRecord.ts"
 import { checkDatabase } from "../sweep/cluster.ts"
 import { runDistributed } from "../sweep/distributed.ts"
 import { runEmbedded } from "../sweep/embedded.ts"
@@ -58,7 +59,7 @@ export const sweepCommand = Command.make("sweep", {
     yield* fs.makeDirectory(out, { recursive: true }).pipe(
       Effect.mapError((e) => new RunRecordError({ path: out, problem: `cannot be created: ${e.message}. Choose a writable --out directory` }))
     )
-    yield* writeAtomically(path.join(out, manifestFile), JSON.stringify({ spec, runs }, null, 2) + "\n")
+    yield* RunRecord.writeAtomically(path.join(out, manifestFile), JSON.stringify({ spec, runs }, null, 2) + "\n")
     if (Option.isSome(flags.cluster)) yield* checkDatabase(flags.cluster.value)
     const workers = Option.getOrElse(flags.workers, defaultWorkers)
     const outcomes = yield* Effect.gen(function*() {
@@ -71,12 +72,15 @@ export const sweepCommand = Command.make("sweep", {
     })
     if (flags.json) return yield* Console.log(JSON.stringify({ out, outcomes }))
     const failures = outcomes.filter((o) => o.status === "failed")
+    // The spec's metrics over the seeds of each configuration, from the records of the runs that have one.
+    const records = yield* Effect.forEach(outcomes.filter((o) => o.outerSteps > 0), (o) => RunRecord.read(o.dir))
     const relative = path.relative(process.cwd(), out)
     const shown = relative === "" ? "." : relative.startsWith("..") ? out : relative
     yield* Console.log(
       `${runs.length} runs in ${out}: ${counts(outcomes)}` +
         failures.map((o) => `\n  failed: ${o.dir}: ${o.error ?? "no message"}`).join("") +
-        `\ntables and figures: bilevel compare ${shown}/*/ · bilevel plot ${shown}/*/ --out sweep.svg`
+        (records.length > 0 ? `\n\n${compareConfigurations(records, { format: "markdown", ...(spec.metrics === undefined ? {} : { metrics: spec.metrics }) })}` : "") +
+        `\nper run: bilevel compare ${shown}/*/ --group run · figures: bilevel plot ${shown}/*/ --out sweep.svg`
     )
   })).pipe(
     Command.withDescription(

@@ -7,7 +7,7 @@
  *   settings: { outerSteps: 200 }        # every run
  *   grid: { innerSteps: [20, 40] }       # every combination
  *   backend: cpu
- *   metrics: [F, xError]                 # what `compare` aggregates over seeds
+ *   metrics: [F, xError]                 # the closing table: mean ± std over seeds
  *
  * Decoded with Schema, so a mistake names its key; the runs it stands for are `plan.ts`'s.
  */
@@ -37,7 +37,7 @@ export const SweepSpec = Schema.Struct({
   /** key → the values to sweep; the runs are every combination. */
   grid: Schema.optional(Schema.Record(Schema.String, Schema.Array(Schema.Unknown).check(Schema.isMinLength(1)))),
   backend: Schema.optional(BackendChoice),
-  /** Final metrics `compare` aggregates over seeds (default: all). */
+  /** Final metrics of the table a sweep ends with (mean ± std over seeds per configuration; default: all). */
   metrics: Schema.optional(Schema.Array(Schema.String)),
   /** Checkpoint every this many outer steps (default run.ts's): how much an interrupted run recomputes. */
   checkpointEvery: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)))
