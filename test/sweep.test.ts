@@ -42,7 +42,8 @@ checkpointEvery: 5
 
 const sweep = (...args: Array<string>) => bilevel(["sweep", quadraticSpec, ...args], { cwd: scratch })
 
-layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer))("bilevel sweep", (it) => {
+// Each test starts worker processes on a shared machine: a few seconds each when it is busy.
+layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer), { timeout: 240_000 })("bilevel sweep", (it) => {
   it.effect("a spec expands to methods × grid × seeds, ids hashing the decoded settings and seed", () =>
     Effect.gen(function*() {
       const runs = yield* planOf(`{"task": "quadratic", "methods": ["rhg", "ia-gm"], "seeds": [0, 1, 2],
@@ -216,5 +217,5 @@ metrics: [F, xError]
       assert.strictEqual(again.code, 0, again.stderr)
       assert.deepStrictEqual(JSON.parse(again.stdout).outcomes.map((o: { action: string }) => o.action), Array(4).fill("skipped"))
       assert.strictEqual(journal(killed).length, lines, "no run started")
-    }), 180_000)
+    }))
 })
