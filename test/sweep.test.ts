@@ -42,8 +42,10 @@ checkpointEvery: 5
 
 const sweep = (...args: Array<string>) => bilevel(["sweep", quadraticSpec, ...args], { cwd: scratch })
 
-// Each test starts worker processes on a shared machine: a few seconds each when it is busy.
-layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer), { timeout: 240_000 })("bilevel sweep", (it) => {
+/** Tests that start worker processes: a few seconds each on a busy shared machine. */
+const workersTimeout = 240_000
+
+layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer))("bilevel sweep", (it) => {
   it.effect("a spec expands to methods × grid × seeds, ids hashing the decoded settings and seed", () =>
     Effect.gen(function*() {
       const runs = yield* planOf(`{"task": "quadratic", "methods": ["rhg", "ia-gm"], "seeds": [0, 1, 2],
@@ -112,7 +114,7 @@ grid: {outerLr: [0.1, 0.5], innerSteps: [5, 10]}`)
       assert.deepStrictEqual(swept.steps.map(({ ms: _, ...s }) => s), alone.steps.map(({ ms: _, ...s }) => s))
       assert.deepStrictEqual(swept.summary?.final, alone.summary?.final)
       assert.strictEqual(swept.info.label, "IA-GM")
-    }))
+    }), workersTimeout)
 
   it.effect("a run that diverges is a failed outcome, the sweep goes on, and a rerun leaves it failed", () =>
     Effect.gen(function*() {
@@ -134,7 +136,7 @@ grid: { outerLr: [0.5, 200] }
       assert.deepStrictEqual(outcomes(again), [["skipped", "completed", undefined], ["skipped", "failed", "Diverged"]])
       const dry = yield* Effect.promise(() => bilevel(["sweep", spec, "--out", out, "--dry-run"], { cwd: scratch }))
       assert.match(dry.stdout, /outerLr":200\}  → skip \(failed\)/)
-    }))
+    }), workersTimeout)
 
   it.effect("3 methods × 3 seeds: the sweep prints mean ± std of the spec's metrics per method; plot draws a band per method", () =>
     Effect.gen(function*() {
@@ -177,7 +179,7 @@ metrics: [F, xError]
       assert.lengthOf(withClass(doc, "g", "mark-area").flatMap((g) => elements(g, "path")), methods.length)
       const legend = withClass(doc, "g", "role-legend-label").flatMap((g) => elements(g, "text")).map((t) => t["#text"])
       assert.deepStrictEqual(legend, methods.map((m) => `${m} (n = 3)`))
-    }))
+    }), workersTimeout)
 
   it.effect("a sweep killed mid-way resumes its interrupted runs from their checkpoints; then a rerun does nothing", () =>
     Effect.gen(function*() {
@@ -217,5 +219,5 @@ metrics: [F, xError]
       assert.strictEqual(again.code, 0, again.stderr)
       assert.deepStrictEqual(JSON.parse(again.stdout).outcomes.map((o: { action: string }) => o.action), Array(4).fill("skipped"))
       assert.strictEqual(journal(killed).length, lines, "no run started")
-    }))
+    }), workersTimeout)
 })
