@@ -121,3 +121,14 @@ export class ClusterUnavailable extends Schema.TaggedError<ClusterUnavailable>()
       `PostgreSQL is running and reachable from here (docs/scale-out.md says how to start it).`
   }
 }
+
+/** A user's task module cannot be loaded, or does not export the task asked for; `hint` says what to do. */
+export class TaskModuleError extends Schema.TaggedError<TaskModuleError>()("TaskModuleError", {
+  path: Schema.String,
+  problem: Schema.String,
+  hint: Schema.String
+}) {
+  override get message() {
+    return `Task module ${this.path}: ${this.problem}. ${this.hint}`
+  }
+}

@@ -11,6 +11,7 @@ import { createRequire } from "node:module"
 import * as path from "node:path"
 import { BackendUnavailable } from "../domain/errors.ts"
 import { installSecondOrderGradients } from "./gradients.ts"
+import { registerTfjsGradients } from "./tfjsGradients.ts"
 import { installWasmKernels } from "./wasmKernels.ts"
 import { defaultWasmThreads, initializeWasmThreads } from "./wasmThreads.ts"
 
@@ -162,19 +163,9 @@ const loaders: Record<BackendName, Loader> = {
 }
 
 let gradientsRegistered = false
-/**
- * tfjs-core's bundles register no kernel gradients (the `@tensorflow/tfjs` umbrella does it); its
- * unbundled `register_all_gradients` does. Its extensionless ESM imports resolve through tsx's
- * CommonJS loader (the CLI) or vite's resolver (vitest, where only `import()` works), so both are tried.
- */
 const registerGradients = async () => {
   if (!gradientsRegistered) {
-    const module = "@tensorflow/tfjs-core/dist/register_all_gradients.js"
-    try {
-      require(module)
-    } catch {
-      await import(module)
-    }
+    await registerTfjsGradients()
     gradientsRegistered = true
   }
   installSecondOrderGradients()

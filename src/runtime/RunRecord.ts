@@ -29,7 +29,13 @@ export const RunInfo = Schema.Struct({
   versions: Schema.Record(Schema.String, Schema.String),
   startedAt: Schema.String,
   /** A checkpoint is written every this many outer steps (0: never); absent in records from before checkpoints. */
-  checkpointEvery: Schema.optional(Schema.Number)
+  checkpointEvery: Schema.optional(Schema.Number),
+  /** Absolute path of the user's module the task came from (`bilevel run ./ridge.ts`); absent for built-in tasks. */
+  taskModule: Schema.optional(Schema.String),
+  /** The command line that started the run, when it came from the CLI. */
+  command: Schema.optional(Schema.Array(Schema.String)),
+  /** The git commit of the directory the run was started in, when it is a repository. */
+  git: Schema.optional(Schema.Struct({ commit: Schema.String, dirty: Schema.Boolean }))
 })
 export type RunInfo = typeof RunInfo.Type
 
@@ -129,12 +135,12 @@ export const read = Effect.fnUntraced(function*(dir: string) {
  * Replaces `path` whole, atomically: writes a temporary file beside it, flushes it to disk, then
  * renames it over `path`. A crash leaves the old file or the new one, never a torn one.
  */
-export const writeAtomically = Effect.fnUntraced(function*(path: string, text: string) {
+export const writeAtomically = Effect.fnUntraced(function*(path: string, text: string | Uint8Array) {
   const fs = yield* FileSystem.FileSystem
   const temporary = `${path}.tmp`
   yield* Effect.scoped(Effect.gen(function*() {
     const file = yield* fs.open(temporary, { flag: "w" })
-    yield* file.writeAll(new TextEncoder().encode(text))
+    yield* file.writeAll(typeof text === "string" ? new TextEncoder().encode(text) : text)
     yield* file.sync
   }))
   yield* fs.rename(temporary, path)

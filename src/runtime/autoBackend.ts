@@ -8,11 +8,15 @@ import { Effect, Layer } from "effect"
 import { Rng } from "../domain/Rng.ts"
 import { tensorScope } from "../domain/tensors.ts"
 import * as Backend from "./Backend.ts"
-import { findMethod, findTask, resolveSettings } from "./settings.ts"
+import type { Method } from "../solvers/methods.ts"
+import type { Task } from "../tasks/Task.ts"
+import { resolveMethod, resolveSettings } from "./settings.ts"
+import { resolveTask } from "./taskModule.ts"
 
 export interface ProblemRequest {
-  readonly task: string
-  readonly method: string
+  readonly task: string | Task
+  readonly taskModule?: string | undefined
+  readonly method: string | Method
   readonly seed: number
   readonly settings: Record<string, unknown>
 }
@@ -20,8 +24,8 @@ export interface ProblemRequest {
 /** Elements of y_0 in the instance `request` builds. */
 export const lowerLevelSize = (request: ProblemRequest) =>
   Effect.gen(function*() {
-    const task = yield* findTask(request.task)
-    const method = yield* findMethod(request.method)
+    const { task } = yield* resolveTask(request.task, request.taskModule)
+    const method = yield* resolveMethod(request.method)
     const settings = yield* resolveSettings(task, method, request.settings)
     const instance = yield* task.make(settings.task)
     return instance.y0.size

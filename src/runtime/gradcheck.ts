@@ -13,14 +13,18 @@ import { Rng } from "../domain/Rng.ts"
 import { identity, readVector, tensorScope } from "../domain/tensors.ts"
 import { at } from "../dynamics/selection.ts"
 import { hypergradientAt, valueAt } from "../solvers/metaBatch.ts"
+import type { Method } from "../solvers/methods.ts"
 import { stepKey } from "../solvers/outerLoop.ts"
 import { type Bounded, select } from "../solvers/Solver.ts"
-import type { TaskInstance } from "../tasks/Task.ts"
-import { findMethod, findTask, resolveSettings } from "./settings.ts"
+import type { Task, TaskInstance } from "../tasks/Task.ts"
+import { resolveMethod, resolveSettings } from "./settings.ts"
+import { resolveTask } from "./taskModule.ts"
 
 export interface GradcheckRequest {
-  readonly task: string
-  readonly method: string
+  /** As in a `RunRequest`: a built-in task's name, a module path, a name in `taskModule`, or a `Task`. */
+  readonly task: string | Task
+  readonly taskModule?: string | undefined
+  readonly method: string | Method
   readonly seed: number
   readonly settings: Record<string, unknown>
   /** Finite-difference step: the largest coordinate move, relative to the size of the coordinates moved (default 0.03). */
@@ -172,8 +176,8 @@ export const checkSolver = Effect.fnUntraced(function*(
 
 /** `bilevel gradcheck`: a preset method on a task, at the task's initial point. */
 export const gradcheck = Effect.fnUntraced(function*(request: GradcheckRequest) {
-  const task = yield* findTask(request.task)
-  const method = yield* findMethod(request.method)
+  const { task } = yield* resolveTask(request.task, request.taskModule)
+  const method = yield* resolveMethod(request.method)
   const settings = yield* resolveSettings(task, method, request.settings)
   const result = yield* Effect.gen(function*() {
     const instance = yield* task.make(settings.task)

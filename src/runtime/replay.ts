@@ -145,6 +145,7 @@ export const replay = Effect.fnUntraced(function*(request: ReplayRequest) {
   const out = request.out ?? `${yield* fs.makeTempDirectoryScoped({ prefix: "bilevel-replay-" }).pipe(Effect.orDie)}/run`
   const replayed = yield* run({
     task: info.task,
+    taskModule: info.taskModule,
     method: info.method,
     seed: info.seed,
     settings: info.config,

@@ -6,7 +6,6 @@
  */
 import * as tf from "@tensorflow/tfjs-core"
 import { Cause, Effect, Exit, Stream } from "effect"
-import { createRequire } from "node:module"
 import { RunRecordError } from "../domain/errors.ts"
 import { fullBatch } from "../domain/Problem.ts"
 import * as Random from "../domain/Random.ts"
@@ -19,14 +18,21 @@ import { lowerSolution, select } from "../solvers/Solver.ts"
 import type { LowerTraining } from "../tasks/Task.ts"
 import type { Task } from "../tasks/Task.ts"
 import { Backend } from "./Backend.ts"
+import * as Arrays from "./arrays.ts"
 import * as Checkpoint from "./checkpoint.ts"
+import { gitState, versions } from "./provenance.ts"
 import * as RunRecord from "./RunRecord.ts"
 import type { StepRecord } from "./RunRecord.ts"
-import { findMethod, findTask, type ResolvedSettings, resolveSettings } from "./settings.ts"
+import { findMethod, type ResolvedSettings, resolveMethod, resolveSettings } from "./settings.ts"
+import { resolveTask } from "./taskModule.ts"
 
 export interface RunRequest {
-  readonly task: string
-  readonly method: string
+  /** A built-in task's name, a task module's path, a task's name in `taskModule`, or a `Task` value. */
+  readonly task: string | Task
+  /** A user's module exporting the task named `task` (see `taskModule.ts`). */
+  readonly taskModule?: string | undefined
+  /** A preset's name (`bilevel methods`) or a `Method` value. */
+  readonly method: string | Method
   readonly seed: number
   /** Raw settings (config file merged with `--set`), decoded against the task's and method's schemas. */
   readonly settings: Record<string, unknown>
@@ -40,6 +46,8 @@ export interface RunRequest {
   readonly checkpointEvery?: number | undefined
   /** Stop after this many outer steps even if the settings ask for more (replaying an interrupted record). */
   readonly stopAfter?: number | undefined
+  /** The command line that asked for the run, recorded in run.json. */
+  readonly command?: ReadonlyArray<string> | undefined
 }
 
 export interface RunResult {
@@ -56,15 +64,11 @@ export interface RunResult {
   readonly resumedFrom?: number
 }
 
+const optional = <K extends string, V>(key: K, value: V | undefined) =>
+  value === undefined ? {} : { [key]: value } as { [k in K]: V }
+
 /** Checkpoint interval of a run that does not choose one: cheap next to 50 outer steps of any task. */
 export const defaultCheckpointEvery = 50
-
-const require = createRequire(import.meta.url)
-const versions = (): Record<string, string> => ({
-  node: process.version,
-  effect: (require("effect/package.json") as { version: string }).version,
-  "@tensorflow/tfjs-core": (require("@tensorflow/tfjs-core/package.json") as { version: string }).version
-})
 
 const defaultRunDir = (task: string, method: string) =>
   `runs/${task}-${method}-${new Date().toISOString().replace(/[:.]/g, "-")}`
@@ -134,8 +138,12 @@ const runSession = Effect.fnUntraced(function*(session: Session) {
           records.push(record)
           // Recorded before its checkpoint, so steps.ndjson always reaches the last checkpoint.
           yield* writer.appendStep(record)
-          if (checkpointEvery > 0 && step.after.t % checkpointEvery === 0) {
+          const checkpointed = checkpointEvery > 0 && step.after.t % checkpointEvery === 0
+          if (checkpointed) {
             yield* Checkpoint.write(writer.dir, yield* Checkpoint.capture(step.after, rng.state()))
+          }
+          if (checkpointed || step.after.t === session.total) {
+            yield* Arrays.write(writer.dir, { x: step.after.x, z: step.after.z, y: step.solution.y })
           }
           yield* session.onStep?.(record, session.total) ?? Effect.void
         })
@@ -160,8 +168,8 @@ const runSession = Effect.fnUntraced(function*(session: Session) {
 /** Runs `request` on the provided backend; every tensor it allocates is released when it ends. */
 export const run = Effect.fnUntraced(function*(request: RunRequest) {
   const backend = yield* Backend
-  const task = yield* findTask(request.task)
-  const method = yield* findMethod(request.method)
+  const { module, task } = yield* resolveTask(request.task, request.taskModule)
+  const method = yield* resolveMethod(request.method)
   const settings = yield* resolveSettings(task, method, request.settings)
   const config = { ...settings.task, ...settings.method }
   const checkpointEvery = request.checkpointEvery ?? defaultCheckpointEvery
@@ -175,7 +183,10 @@ export const run = Effect.fnUntraced(function*(request: RunRequest) {
     config,
     versions: versions(),
     startedAt: new Date().toISOString(),
-    checkpointEvery
+    checkpointEvery,
+    ...(module === undefined ? {} : { taskModule: module }),
+    ...(request.command === undefined ? {} : { command: request.command }),
+    ...optional("git", gitState())
   })
   const ended = yield* runSession({
     task,
@@ -224,7 +235,7 @@ export const resume = Effect.fnUntraced(function*(request: ResumeRequest) {
       problem: `was recorded on the ${info.backend} backend, not ${backend.name}: its trajectory continues only on the backend it started on`
     })
   }
-  const task = yield* findTask(info.task)
+  const { task } = yield* resolveTask(info.task, info.taskModule)
   const method = yield* findMethod(info.method)
   const settings = yield* resolveSettings(task, method, info.config)
   const checkpoint = yield* Checkpoint.read(dir)

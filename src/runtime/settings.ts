@@ -21,6 +21,10 @@ export const findMethod = (name: string): Effect.Effect<Method, UnknownName> => 
     : Effect.fail(new UnknownName({ kind: "method", name, allowed: methods.map((m) => m.name) }))
 }
 
+/** A preset by name, or a `Method` value given in code. */
+export const resolveMethod = (method: string | Method): Effect.Effect<Method, UnknownName> =>
+  typeof method === "string" ? findMethod(method) : Effect.succeed(method)
+
 /** A settings schema as JSON Schema (draft 2020-12): what `bilevel schema` prints for editors. */
 export const jsonSchema = (schema: Schema.Top) => Schema.toJsonSchemaDocument(schema)
 
