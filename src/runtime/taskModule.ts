@@ -30,16 +30,18 @@ const hint = "Export a task made with `defineTask({ name, description, settings,
   "\"effect-bilevel\", as the module's default export (see docs/your-own-problem.md)."
 
 let tsxRegistered = false
-/** Imports `url`; a TypeScript file Node cannot load itself (no tsx loaded yet) is retried through tsx. */
+/**
+ * Imports `url`; a TypeScript file Node cannot load itself (the compiled CLI, no tsx loaded) is
+ * imported again through tsx, under another URL: Node remembers the failed one.
+ */
 const importModule = async (url: string): Promise<Record<string, unknown>> => {
   try {
     return await import(url)
   } catch (error) {
-    if (tsxRegistered || (error as { code?: string }).code !== "ERR_UNKNOWN_FILE_EXTENSION") throw error
-    const tsx = await import("tsx/esm/api")
-    tsx.register()
+    if ((error as { code?: string }).code !== "ERR_UNKNOWN_FILE_EXTENSION") throw error
+    if (!tsxRegistered) (await import("tsx/esm/api")).register()
     tsxRegistered = true
-    return await import(url)
+    return await import(`${url}?tsx`)
   }
 }
 

@@ -5,6 +5,8 @@
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Console, Effect, FileSystem, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
+import * as path from "node:path"
+import * as YAML from "yaml"
 import { InvalidConfig } from "../../domain/errors.ts"
 import { methods } from "../../solvers/methods.ts"
 import { tasks } from "../../tasks/registry.ts"
@@ -14,9 +16,12 @@ import { hasRepeats } from "../aggregate.ts"
 import { compareConfigurations, compareRuns } from "../compare.ts"
 import { defaultStep, gradcheck } from "../gradcheck.ts"
 import { type Scale, scales, writePlot } from "../plot.ts"
+import { packageVersion } from "../provenance.ts"
 import { defaultCheckpointEvery, run } from "../run.ts"
 import * as RunRecord from "../RunRecord.ts"
-import { findMethod, findTask, jsonSchema, parseAssignment, settingKeys } from "../settings.ts"
+import { findMethod, jsonSchema, parseAssignment, resolveSettings, settingKeys } from "../settings.ts"
+import { loadTaskModule, resolveTask } from "../taskModule.ts"
+import { exportCommand } from "./export.ts"
 import { progressBar, summaryLines } from "./output.ts"
 import { reproduceCommand } from "./reproduce.ts"
 import { replayCommand } from "./replay.ts"
@@ -25,7 +30,19 @@ import { runnerCommand } from "./runner.ts"
 import { sweepCommand } from "./sweep.ts"
 
 const taskArgument = Argument.String("task").pipe(
-  Argument.withDescription(`the problem to solve: ${tasks.map((t) => t.name).join(", ")} (see \`bilevel tasks\`)`)
+  Argument.withDescription(
+    `the problem to solve: a built-in task (${tasks.map((t) => t.name).join(", ")}; see \`bilevel tasks\`), ` +
+      "the path of your own task module (./ridge.ts: its one task, see docs/your-own-problem.md), or a task's name " +
+      "in --task-module"
+  )
+)
+const taskModuleFlag = Flag.String("task-module").pipe(
+  Flag.withMetavar("file"),
+  Flag.withDescription(
+    "a .ts or .js module of your own exporting tasks made with defineTask (docs/your-own-problem.md): the task " +
+      "argument then names one of them"
+  ),
+  Flag.optional
 )
 const methodFlag = Flag.String("method").pipe(
   Flag.withAlias("m"),
@@ -51,12 +68,18 @@ const setFlag = Flag.String("set").pipe(
   Flag.atLeast(0)
 )
 const configFlag = Flag.String("config").pipe(
-  Flag.withDescription("a JSON file of settings {key: value}; --set overrides it"),
+  Flag.withMetavar("file"),
+  Flag.withDescription(
+    "a file of settings {key: value}: YAML (.yaml, .yml) or JSON (any other name); --set overrides it " +
+      "(`bilevel schema TASK -m METHOD` prints its JSON Schema)"
+  ),
   Flag.optional
 )
 const jsonFlag = Flag.Boolean("json").pipe(Flag.withDescription("print exactly one JSON object on stdout"), Flag.withDefault(false))
 
-/** Settings from --config (a JSON object) merged with --set pairs. */
+const isYaml = (file: string) => /\.ya?ml$/i.test(file)
+
+/** Settings from --config (a YAML or JSON object) merged with --set pairs. */
 const gatherSettings = Effect.fnUntraced(function*(config: Option.Option<string>, sets: ReadonlyArray<string>) {
   const fs = yield* FileSystem.FileSystem
   const fromFile: Record<string, unknown> = Option.isSome(config)
@@ -64,14 +87,23 @@ const gatherSettings = Effect.fnUntraced(function*(config: Option.Option<string>
       Effect.mapError(() => new InvalidConfig({ message: `Config file ${config.value} cannot be read.` })),
       Effect.flatMap((text) =>
         Effect.try({
-          try: () => JSON.parse(text) as unknown,
-          catch: (e) => new InvalidConfig({ message: `Config file ${config.value} is not valid JSON: ${(e as Error).message}` })
+          try: () => (isYaml(config.value) ? YAML.parse(text) : JSON.parse(text)) as unknown,
+          catch: (e) =>
+            new InvalidConfig({
+              message: `Config file ${config.value} is not valid ${isYaml(config.value) ? "YAML" : "JSON"}: ${(e as Error).message}` +
+                (isYaml(config.value) ? "" : " (name it .yaml or .yml to write it in YAML)")
+            })
         })
       ),
       Effect.flatMap((value) =>
         typeof value === "object" && value !== null && !Array.isArray(value)
           ? Effect.succeed(value as Record<string, unknown>)
-          : Effect.fail(new InvalidConfig({ message: `Config file ${config.value} must hold a JSON object of settings, e.g. {"innerSteps": 40}.` }))
+          : Effect.fail(
+            new InvalidConfig({
+              message: `Config file ${config.value} must hold an object of settings, e.g. ` +
+                (isYaml(config.value) ? "`innerSteps: 40`." : `{"innerSteps": 40}.`)
+            })
+          )
       )
     )
     : {}
@@ -79,8 +111,36 @@ const gatherSettings = Effect.fnUntraced(function*(config: Option.Option<string>
   return { ...fromFile, ...Object.fromEntries(pairs) }
 })
 
+/** What `--dry-run` prints: the run a command would start, with every setting decoded (defaults filled in). */
+const resolvedRun = Effect.fnUntraced(function*(request: {
+  readonly task: string
+  readonly taskModule: string | undefined
+  readonly method: string
+  readonly seed: number
+  readonly backend: string
+  readonly settings: Record<string, unknown>
+}) {
+  const { module, task } = yield* resolveTask(request.task, request.taskModule)
+  const method = yield* findMethod(request.method)
+  const settings = yield* resolveSettings(task, method, request.settings)
+  return {
+    task: task.name,
+    ...(module === undefined ? {} : { taskModule: module }),
+    method: method.name,
+    seed: request.seed,
+    backend: request.backend,
+    config: { ...settings.task, ...settings.method }
+  }
+})
+
+const dryRunFlag = Flag.Boolean("dry-run").pipe(
+  Flag.withDescription("print the resolved run (task, method, seed, backend, every setting with its default) as JSON and exit"),
+  Flag.withDefault(false)
+)
+
 const runCommand = Command.make("run", {
   task: taskArgument,
+  taskModule: taskModuleFlag,
   method: methodFlag,
   seed: seedFlag,
   backend: backendFlag(Backend.defaultBackend),
@@ -93,13 +153,21 @@ const runCommand = Command.make("run", {
     Flag.filter((n) => n >= 0, (n) => `--checkpoint-every must be 0 (never) or a positive number of outer steps, got ${n}`),
     Flag.withDefault(defaultCheckpointEvery)
   ),
+  dryRun: dryRunFlag,
   json: jsonFlag
 }, (flags) =>
   Effect.gen(function*() {
     const settings = yield* gatherSettings(flags.config, flags.set)
-    const progress = flags.json ? undefined : progressBar(`${flags.task} · ${flags.method}`)
+    const taskModule = Option.getOrUndefined(flags.taskModule)
+    if (flags.dryRun) {
+      const resolved = yield* resolvedRun({ ...flags, taskModule, settings })
+      return yield* Console.log(JSON.stringify(resolved, null, 2))
+    }
+    const progress = flags.json ? undefined : progressBar(`${path.basename(flags.task)} · ${flags.method}`)
     const result = yield* run({
       task: flags.task,
+      taskModule,
+      command: ["bilevel", ...process.argv.slice(2)],
       method: flags.method,
       seed: flags.seed,
       settings,
@@ -109,7 +177,7 @@ const runCommand = Command.make("run", {
       checkpointEvery: flags.checkpointEvery
     }).pipe(
       Effect.ensuring(progress?.stop ?? Effect.void),
-      Effect.provide(backendLayer(flags.backend, { task: flags.task, method: flags.method, seed: flags.seed, settings }))
+      Effect.provide(backendLayer(flags.backend, { task: flags.task, taskModule, method: flags.method, seed: flags.seed, settings }))
     )
     if (flags.json) return yield* Console.log(JSON.stringify(result))
     yield* Console.log(
@@ -121,7 +189,9 @@ const runCommand = Command.make("run", {
     Command.withExamples([
       { command: "bilevel run toy-nonconvex --method iaptt-gm", description: "IAPTT-GM on the paper's non-convex toy (Eq. 10)" },
       { command: "bilevel run toy-nonconvex -m rhg --set x0=5 --set y0=1 --json", description: "RHG from another init, JSON summary" },
-      { command: "bilevel run quadratic -m ls --set cgIters=50 --backend cpu", description: "LS on the closed-form quadratic" }
+      { command: "bilevel run quadratic -m ls --set cgIters=50 --backend cpu", description: "LS on the closed-form quadratic" },
+      { command: "bilevel run ./ridge.ts -m iaptt-gm --out runs/ridge", description: "your own task (docs/your-own-problem.md)" },
+      { command: "bilevel run hyper-cleaning -m rhg --config settings.yaml --dry-run", description: "print the resolved settings, run nothing" }
     ])
   )
 
@@ -132,15 +202,28 @@ const methodsCommand = Command.make("methods", {}, () =>
   Console.log(methods.map((m) => {
     const keys = describeSettings(m.settings)
     return `${m.name.padEnd(12)} ${m.description}${keys ? `\n${keys}` : ""}`
-  }).join("\n"))).pipe(Command.withDescription("List the solver presets, one line each, with the settings each adds"))
+  }).join("\n"))).pipe(
+    Command.withDescription("List the solver presets, one line each, with the settings each adds"),
+    Command.withExamples([{ command: "bilevel methods", description: "every preset and its settings (set them with --set key=value)" }])
+  )
 
-const tasksCommand = Command.make("tasks", {}, () =>
-  Console.log(tasks.map((t) => `${t.name.padEnd(14)} ${t.description}\n${describeSettings(t.settings)}`).join("\n"))).pipe(
-    Command.withDescription("List the tasks, one line each, with their settings and defaults")
+const tasksCommand = Command.make("tasks", { taskModule: taskModuleFlag }, (flags) =>
+  Effect.gen(function*() {
+    const own = Option.isSome(flags.taskModule) ? (yield* loadTaskModule(flags.taskModule.value)).tasks : []
+    yield* Console.log(
+      [...tasks, ...own].map((t) => `${t.name.padEnd(14)} ${t.description}\n${describeSettings(t.settings)}`).join("\n")
+    )
+  })).pipe(
+    Command.withDescription("List the tasks, one line each, with their settings and defaults"),
+    Command.withExamples([
+      { command: "bilevel tasks", description: "the built-in tasks" },
+      { command: "bilevel tasks --task-module ./ridge.ts", description: "with the tasks of your own module" }
+    ])
   )
 
 const gradcheckCommand = Command.make("gradcheck", {
   task: taskArgument,
+  taskModule: taskModuleFlag,
   method: methodFlag,
   seed: seedFlag,
   backend: backendFlag("cpu"),
@@ -163,15 +246,17 @@ const gradcheckCommand = Command.make("gradcheck", {
 }, (flags) =>
   Effect.gen(function*() {
     const settings = yield* gatherSettings(flags.config, flags.set)
+    const taskModule = Option.getOrUndefined(flags.taskModule)
     const result = yield* gradcheck({
       task: flags.task,
+      taskModule,
       method: flags.method,
       seed: flags.seed,
       settings,
       step: flags.step,
       directions: flags.directions
     }).pipe(
-      Effect.provide(backendLayer(flags.backend, { task: flags.task, method: flags.method, seed: flags.seed, settings }))
+      Effect.provide(backendLayer(flags.backend, { task: flags.task, taskModule, method: flags.method, seed: flags.seed, settings }))
     )
     const { expected, hypergradient, ...summary } = result
     if (flags.json) return yield* Console.log(JSON.stringify(summary))
@@ -189,16 +274,18 @@ const gradcheckCommand = Command.make("gradcheck", {
     ),
     Command.withExamples([
       { command: "bilevel gradcheck quadratic --method ls --set cgIters=60", description: "LS against the closed form" },
-      { command: "bilevel gradcheck toy-nonconvex --method iaptt-gm --json", description: "PTT against finite differences" }
+      { command: "bilevel gradcheck toy-nonconvex --method iaptt-gm --json", description: "PTT against finite differences" },
+      { command: "bilevel gradcheck ./ridge.ts -m iaptt-gm", description: "your own task" }
     ])
   )
 
 const schemaCommand = Command.make("schema", {
   task: taskArgument,
+  taskModule: taskModuleFlag,
   method: methodFlag.pipe(Flag.optional)
 }, (flags) =>
   Effect.gen(function*() {
-    const task = yield* findTask(flags.task)
+    const { task } = yield* resolveTask(flags.task, Option.getOrUndefined(flags.taskModule))
     const method = Option.isSome(flags.method) ? yield* findMethod(flags.method.value) : undefined
     const document = jsonSchema(task.settings) as { schema: { properties?: Record<string, unknown> } }
     const properties = {
@@ -212,7 +299,12 @@ const schemaCommand = Command.make("schema", {
       properties,
       additionalProperties: false
     }, null, 2))
-  })).pipe(Command.withDescription("Print the JSON Schema of a task's (and a method's) settings, for --config files and editors"))
+  })).pipe(
+    Command.withDescription("Print the JSON Schema of a task's (and a method's) settings, for --config files and editors"),
+    Command.withExamples([
+      { command: "bilevel schema toy-nonconvex --method iaptt-gm > schema.json", description: "for an editor checking config files" }
+    ])
+  )
 
 const runDirs = Argument.String("runDir").pipe(Argument.withDescription("run directories written by `bilevel run`"), Argument.variadic({ min: 1 }))
 
@@ -241,7 +333,7 @@ const plotCommand = Command.make("plot", {
     Flag.withDescription("legend names: what differs between the series (default), or the runs' --label"),
     Flag.withDefault("varied" as const)
   ),
-  title: Flag.String("title").pipe(Flag.optional)
+  title: Flag.String("title").pipe(Flag.withDescription("title above the figure (default none)"), Flag.optional)
 }, (flags) =>
   Effect.gen(function*() {
     const runs = yield* Effect.forEach(flags.runs, RunRecord.read)
@@ -257,7 +349,16 @@ const plotCommand = Command.make("plot", {
       ...(title === undefined ? {} : { title })
     }, flags.out)
     yield* Console.log(`wrote ${flags.out}`)
-  })).pipe(Command.withDescription("Plot recorded per-step metrics of runs, one line per run or one band per configuration"))
+  })).pipe(
+    Command.withDescription("Plot recorded per-step metrics of runs, one line per run or one band per configuration"),
+    Command.withExamples([
+      {
+        command: "bilevel run quadratic -m rhg --out runs/rhg && bilevel run quadratic -m ls --out runs/ls && " +
+          "bilevel plot runs/rhg runs/ls --metric F --metric xError:log --out f.svg",
+        description: "two runs first, then F and the distance to x* of both"
+      }
+    ])
+  )
 
 /** `--metric name[:scale]`. */
 const metricArgument = (text: string) => {
@@ -269,7 +370,10 @@ const metricArgument = (text: string) => {
 
 const compareCommand = Command.make("compare", {
   runs: runDirs,
-  format: Flag.Literals("format", ["markdown", "csv", "json"]).pipe(Flag.withDefault("markdown" as const)),
+  format: Flag.Literals("format", ["markdown", "csv", "json"]).pipe(
+    Flag.withDescription("table format on stdout"),
+    Flag.withDefault("markdown" as const)
+  ),
   metric: Flag.String("metric").pipe(Flag.withDescription("final metric column to show (repeatable; default all)"), Flag.atLeast(0)),
   group: groupFlag
 }, (flags) =>
@@ -278,7 +382,16 @@ const compareCommand = Command.make("compare", {
     const options = { format: flags.format, ...(flags.metric.length > 0 ? { metrics: flags.metric } : {}) }
     const byConfiguration = flags.group === "configuration" || (flags.group === "auto" && hasRepeats(runs))
     yield* Console.log(byConfiguration ? compareConfigurations(runs, options) : compareRuns(runs, options))
-  })).pipe(Command.withDescription("Tabulate final metrics and cost per run, or as mean ± std per configuration"))
+  })).pipe(
+    Command.withDescription("Tabulate final metrics and cost per run, or as mean ± std per configuration"),
+    Command.withExamples([
+      {
+        command: "bilevel run toy-nonconvex -m rhg --out runs/rhg && bilevel run toy-nonconvex -m iaptt-gm --out runs/iaptt && " +
+          "bilevel compare runs/rhg runs/iaptt --format csv",
+        description: "two runs first, then their final metrics side by side"
+      }
+    ])
+  )
 
 const bilevel = Command.make("bilevel").pipe(
   Command.withDescription(
@@ -286,7 +399,26 @@ const bilevel = Command.make("bilevel").pipe(
       "Methods (IAPTT-GM, IA-GM, RHG, T-RHG, BDA, LS, NS, …) are compositions of LL dynamics, stream " +
       "combinators and hypergradient strategies; every run is seeded, recorded and replayable."
   ),
-  Command.withSubcommands([runCommand, methodsCommand, tasksCommand, gradcheckCommand, schemaCommand, plotCommand, compareCommand, replayCommand, resumeCommand, reproduceCommand, sweepCommand, runnerCommand])
+  Command.withExamples([
+    { command: "bilevel run toy-nonconvex -m iaptt-gm --out runs/toy", description: "solve a built-in task, recording every step" },
+    { command: "bilevel gradcheck ./ridge.ts -m iaptt-gm", description: "check a hypergradient on your own task" },
+    { command: "bilevel export runs/toy --format csv > toy.csv", description: "the recorded steps for other tools" }
+  ]),
+  Command.withSubcommands([
+    runCommand,
+    methodsCommand,
+    tasksCommand,
+    gradcheckCommand,
+    schemaCommand,
+    plotCommand,
+    compareCommand,
+    exportCommand,
+    replayCommand,
+    resumeCommand,
+    reproduceCommand,
+    sweepCommand,
+    runnerCommand
+  ])
 )
 
 /**
@@ -314,7 +446,7 @@ const reportDefect = (defect: unknown) =>
   })))
 
 export const main = (argv: ReadonlyArray<string>) =>
-  Command.runWith(bilevel, { version: "0.1.0" })(argv).pipe(
+  Command.runWith(bilevel, { version: packageVersion })(argv).pipe(
     Effect.catch(reportFailure),
     Effect.catchDefect(reportDefect),
     Effect.provide(NodeServices.layer)
