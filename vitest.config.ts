@@ -1,8 +1,11 @@
 // vitest 5 reports failures with Map.groupBy, which Node 20 lacks (it declares Node 22).
 import "core-js/actual/map/group-by.js"
+import { fileURLToPath } from "node:url"
 import { defineConfig } from "vitest/config"
 
 export default defineConfig({
+  // The package by its own name, as a user's code imports it (examples/, docs/), is the sources here.
+  resolve: { alias: { "effect-bilevel": fileURLToPath(new URL("./src/index.ts", import.meta.url)) } },
   test: {
     include: ["test/**/*.test.ts"],
     // Each file gets a fresh process: tfjs keeps global kernel and gradient registries.
