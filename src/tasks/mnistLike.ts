@@ -28,14 +28,14 @@ export interface MnistLikeOptions {
 /** Where Debian's `dataset-fashion-mnist` package installs FashionMNIST. */
 export const fashionMnistDir = "/usr/share/datasets/fashion-mnist"
 
-/** Resolves `--dataset NAME [--data-dir DIR]` to a directory: FashionMNIST has a default, MNIST needs `--data-dir`. */
+/** Resolves the settings `dataset` and `dataDir` to a directory: FashionMNIST has a default, MNIST needs `dataDir`. */
 export const datasetDir = (name: MnistName, dataDir?: string): Effect.Effect<string, DatasetError> => {
   if (dataDir !== undefined) return Effect.succeed(dataDir)
   if (name === "fashion-mnist") return Effect.succeed(fashionMnistDir)
   return Effect.fail(
     new DatasetError({
-      file: "--data-dir",
-      problem: "is required for --dataset mnist, which has no default location",
+      file: "(dataDir unset)",
+      problem: "dataset=mnist has no default location, so the setting dataDir is required",
       hint: howToGet(name)
     })
   )
@@ -69,8 +69,8 @@ const howToGet = (dataset: MnistName | undefined) =>
   dataset === "fashion-mnist"
     ? `Install FashionMNIST with \`apt-get update && apt-get install -y dataset-fashion-mnist\` ` +
       `(it puts {train,t10k}-{images-idx3,labels-idx1}-ubyte.gz in ${fashionMnistDir}), ` +
-      `or point --data-dir DIR at a directory holding those four files.`
-    : `Point --data-dir at a directory holding the four ${dataset === "mnist" ? "MNIST " : ""}IDX files ` +
+      `or point the task at a directory holding those four files with \`--set dataDir=DIR\`.`
+    : `Point the task at a directory holding the four ${dataset === "mnist" ? "MNIST " : ""}IDX files with \`--set dataDir=DIR\` ` +
       `{train,t10k}-{images-idx3,labels-idx1}-ubyte, gzipped (.gz) or not.`
 
 // The raw file wins over the gzipped one: it is what a user who unpacked the download meant.
