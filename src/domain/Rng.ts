@@ -1,5 +1,5 @@
 /**
- * The one seeded random source of a run (DESIGN.md, Determinism): inits, splits, corruption,
+ * The one seeded random source of a run (docs/design.md, Determinism): inits, splits, corruption,
  * minibatches and episodes all draw from it, in a fixed order, so a run is a function of its seed.
  * Its state can be saved and restored, so a resumed run draws what the uninterrupted one would.
  *

@@ -1,6 +1,6 @@
 /**
  * Kernel gradients that can themselves be differentiated, so that a hypergradient (a gradient of a
- * function of gradients) is right on tfjs 4.22. See DESIGN.md, "Second-order derivatives on tfjs".
+ * function of gradients) is right on tfjs 4.22. See docs/second-order.md.
  *
  * Why the stock ones fail: the engine clones the tensors a gradient saves while the kernel runs, and
  * records the clone of an *output* on the tape before the kernel's own node; the outer tape therefore

@@ -1,6 +1,6 @@
 /**
  * `bilevel replay`: re-executes a recorded run from its run.json (task, method, seed, decoded config)
- * into a fresh directory and compares the two records step by step (DESIGN.md, Determinism).
+ * into a fresh directory and compares the two records step by step (docs/design.md, Determinism).
  *
  * What is compared: every field of every step record — F, k̄, the hypergradient norm, the cost
  * counters (inner and reverse steps, HVPs, peak bytes) and every task metric — and, when the record

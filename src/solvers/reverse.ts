@@ -1,5 +1,5 @@
 /**
- * Reverse-mode hypergradients (RHG, T-RHG, PTT) as a stream of adjoints (DESIGN.md):
+ * Reverse-mode hypergradients (RHG, T-RHG, PTT) as a stream of adjoints (docs/design.md):
  *
  *     α_k̄ = ∇_y F(x, y_k̄),  g_x = ∇_x F(x, y_k̄)
  *     k = k̄−1 … 0:  (α_k, Δg_x) = VJP of Φ_k at (y_k, x) with cotangent α_{k+1};  g_x += Δg_x
