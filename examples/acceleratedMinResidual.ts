@@ -1,6 +1,4 @@
-import { fista } from "../src/dynamics/Dynamics.ts"
-import { reverse } from "../src/solvers/reverse.ts"
-import * as Solver from "../src/solvers/Solver.ts"
+import { fista, reverse, Solver } from "effect-bilevel"
 
 /** Nesterov-accelerated LL, learned initialization, stop early, keep the most stationary iterate. */
 export const acceleratedMinResidual = (options: { readonly lr: number; readonly innerSteps: number }) =>
