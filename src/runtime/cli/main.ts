@@ -36,14 +36,14 @@ const taskArgument = Argument.String("task").pipe(
       "in --task-module"
   )
 )
-const taskModuleFlag = Flag.String("task-module").pipe(
-  Flag.withMetavar("file"),
-  Flag.withDescription(
-    "a .ts or .js module of your own exporting tasks made with defineTask (docs/your-own-problem.md): the task " +
-      "argument then names one of them"
-  ),
-  Flag.optional
-)
+const taskModuleFlag = (use = "the task argument then names one of them") =>
+  Flag.String("task-module").pipe(
+    Flag.withMetavar("file"),
+    Flag.withDescription(
+      `a .ts or .js module of your own exporting tasks made with defineTask (docs/your-own-problem.md): ${use}`
+    ),
+    Flag.optional
+  )
 const methodFlag = Flag.String("method").pipe(
   Flag.withAlias("m"),
   Flag.withDescription(`the solver preset: ${methods.map((m) => m.name).join(", ")} (see \`bilevel methods\`)`)
@@ -140,7 +140,7 @@ const dryRunFlag = Flag.Boolean("dry-run").pipe(
 
 const runCommand = Command.make("run", {
   task: taskArgument,
-  taskModule: taskModuleFlag,
+  taskModule: taskModuleFlag(),
   method: methodFlag,
   seed: seedFlag,
   backend: backendFlag(Backend.defaultBackend),
@@ -207,7 +207,7 @@ const methodsCommand = Command.make("methods", {}, () =>
     Command.withExamples([{ command: "bilevel methods", description: "every preset and its settings (set them with --set key=value)" }])
   )
 
-const tasksCommand = Command.make("tasks", { taskModule: taskModuleFlag }, (flags) =>
+const tasksCommand = Command.make("tasks", { taskModule: taskModuleFlag("its tasks are listed after the built-in ones") }, (flags) =>
   Effect.gen(function*() {
     const own = Option.isSome(flags.taskModule) ? (yield* loadTaskModule(flags.taskModule.value)).tasks : []
     yield* Console.log(
@@ -223,7 +223,7 @@ const tasksCommand = Command.make("tasks", { taskModule: taskModuleFlag }, (flag
 
 const gradcheckCommand = Command.make("gradcheck", {
   task: taskArgument,
-  taskModule: taskModuleFlag,
+  taskModule: taskModuleFlag(),
   method: methodFlag,
   seed: seedFlag,
   backend: backendFlag("cpu"),
@@ -281,7 +281,7 @@ const gradcheckCommand = Command.make("gradcheck", {
 
 const schemaCommand = Command.make("schema", {
   task: taskArgument,
-  taskModule: taskModuleFlag,
+  taskModule: taskModuleFlag(),
   method: methodFlag.pipe(Flag.optional)
 }, (flags) =>
   Effect.gen(function*() {

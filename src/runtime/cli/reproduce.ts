@@ -79,7 +79,18 @@ const experimentCommand = (experiment: Experiment) =>
           ...result.checks.map((c) => `  ${c.passed ? "met    " : "NOT met"}  ${c.name}: ${c.detail}`)
         ].join("\n")
       )
-    })).pipe(Command.withDescription(experiment.description))
+    })).pipe(
+      Command.withDescription(experiment.description),
+      Command.withExamples([
+        { command: `bilevel reproduce ${experiment.name}`, description: `into docs/reproductions/${experiment.name}, as committed` },
+        settingKeys(experiment.settings).some((k) => k.key === "outerSteps")
+          ? {
+            command: `bilevel reproduce ${experiment.name} --set outerSteps=20 --out /tmp/${experiment.name}`,
+            description: "a quick, shorter version elsewhere"
+          }
+          : { command: `bilevel reproduce ${experiment.name} --out /tmp/${experiment.name}`, description: "elsewhere" }
+      ])
+    )
 
 export const reproduceCommand = Command.make("reproduce").pipe(
   Command.withDescription(
