@@ -1,5 +1,5 @@
 /**
- * Each LL dynamics and combinator against iterates computed by hand (SPEC §2–§3).
+ * Each LL dynamics and combinator against iterates computed by hand.
  */
 import { assert, layer } from "@effect/vitest"
 import * as tf from "@tensorflow/tfjs-core"

@@ -1,5 +1,5 @@
 /**
- * Hypergradient strategies against ground truth (SPEC §7): the quadratic task's float64 closed form,
+ * Hypergradient strategies against ground truth: the quadratic task's float64 closed form,
  * and agreement across strategies as K, CG iterations and Neumann terms grow.
  */
 import { NodeServices } from "@effect/platform-node"

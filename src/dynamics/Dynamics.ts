@@ -1,5 +1,5 @@
 /**
- * LL dynamics (SPEC §2): a pure, differentiable step y_{k+1} = Φ_k(x, y_k), carried as a value.
+ * LL dynamics: a pure, differentiable step y_{k+1} = Φ_k(x, y_k), carried as a value.
  *
  * A dynamics is data, like an optax transformation: `init` builds the state from y_0 and `step`
  * maps a state to the next. Both must be differentiable in (x, state), since every reverse-mode
@@ -212,7 +212,7 @@ export const bdaDirection = (options: {
   )
 }
 
-/** BDA aggregation dynamics (SPEC §2). */
+/** BDA aggregation dynamics. */
 export const bda = (options: { readonly mu0: number; readonly upperLr: number; readonly lowerLr: number }): Dynamics =>
   fromUpdate({
     name: `bda(μ0=${options.mu0}, su=${options.upperLr}, sl=${options.lowerLr})`,

@@ -1,5 +1,5 @@
 /**
- * The LL iterate stream and its combinators (SPEC §3). Each combinator is a data-last function
+ * The LL iterate stream and its combinators. Each combinator is a data-last function
  * from iterate stream to iterate stream, so a solver's inner loop reads top to bottom in `pipe`.
  */
 import * as tf from "@tensorflow/tfjs-core"

@@ -1,5 +1,5 @@
 /**
- * Selections: how an iterate stream ends in the iterate the UL objective uses (SPEC §3).
+ * Selections: how an iterate stream ends in the iterate the UL objective uses.
  *
  * `last` is plain unrolling; `pessimistic` is PTT (k̄ = argmax_k F(x, y_k), ties to the smallest k);
  * `minResidual` truncates at argmin_k ‖R_α(x, y_k)‖. A selection keeps the prefix y_0 … y_k̄ only

@@ -1,5 +1,5 @@
 /**
- * A hypergradient strategy (SPEC §4): from the LL trajectory to dF/dx (and dF/dy_0, which
+ * A hypergradient strategy: from the LL trajectory to dF/dx (and dF/dy_0, which
  * auxiliary-init uses as ∇_z). One interface, one value per strategy, like an optax transformation.
  */
 import type { Effect } from "effect"

@@ -1,5 +1,6 @@
 /**
- * A solver is a value composed from the parts of SPEC §2–§4, built by piping combinators:
+ * A solver is a value composed from LL dynamics, iterate-stream combinators and a hypergradient
+ * strategy, built by piping combinators:
  *
  *     const iapttGm = Solver.make(gradientDescent({ lr: 0.0005 })).pipe(   // dynamics
  *       Solver.auxiliaryInit,                                            // y_0 = z, learned

@@ -1,5 +1,5 @@
 /**
- * The named methods of SPEC §5 — presets written only with the public builders of `Solver.ts`,
+ * The named methods — presets written only with the public builders of `Solver.ts`,
  * the same way a user composes a new solver. Each declares the settings it adds to the task's
  * `innerSteps` and `innerLr`.
  */

@@ -1,5 +1,5 @@
 /**
- * Data hyper-cleaning (IAPTT-GM paper Eq. 12, SPEC §6): a fraction of the training labels is
+ * Data hyper-cleaning (IAPTT-GM paper Eq. 12): a fraction of the training labels is
  * corrupted, and x ∈ R^{trainSize} learns a weight σ(x_i) per training example so that the net
  * trained on the weighted loss does well on clean validation data.
  *

@@ -1,7 +1,7 @@
 /**
  * Classification and data-cleaning metrics, on host arrays.
  *
- * Cleaning (data hyper-cleaning, SPEC §6): an example is *kept* (predicted positive) when its weight
+ * Cleaning (data hyper-cleaning): an example is *kept* (predicted positive) when its weight
  * σ(x_i) ≥ threshold, and it is truly positive when its label is clean. Then
  *
  *     precision = |kept ∩ clean| / |kept|,   recall = |kept ∩ clean| / |clean|,   F1 = 2PR / (P + R)

@@ -1,5 +1,5 @@
 /**
- * A bilevel problem with a closed-form hypergradient (SPEC §7), the ground truth strategies are
+ * A bilevel problem with a closed-form hypergradient, the ground truth strategies are
  * checked against:
  *
  *     f(x, y) = ½ yᵀA y − yᵀ(Bx + c),   A = I + s·GGᵀ/n ≻ 0   ⇒   y*(x) = A⁻¹(Bx + c)

@@ -8,7 +8,7 @@
  *
  * Settings are the paper's Table 7 (T = 1000, K = 20, UL SGD step 0.005 for x and z) except the LL
  * step, which the paper lost: with α = 1/L = 1 the LL is solved in one step and GD and Nesterov runs
- * coincide, so α = 0.1 by default (SPEC §6). Inits are not given either: x_0 and z_0 are drawn
+ * coincide, so α = 0.1 by default. Inits are not given either: x_0 and z_0 are drawn
  * uniformly in [0, 2]^n (zero init diverges for the quartic F at step 0.005).
  */
 import * as tf from "@tensorflow/tfjs-core"

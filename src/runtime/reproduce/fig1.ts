@@ -181,7 +181,7 @@ export const fig1 = define({
         "",
         `**IA-GM and IAPTT-GM.** ${
           runs.filter((run) => run.info.method === "ia-gm").every((run) => outcome(run).reached)
-            ? "IA-GM without PTT reaches x* too, from every init, unlike the paper's Fig. 1 (SPEC §6 predicted this). "
+            ? "IA-GM without PTT reaches x* too, from every init, unlike the paper's Fig. 1 (expected from the analysis below). "
             : ""
         }` +
         "For both, dF/dz = F_y · ∂y_k̄/∂z with F_y = x > 0 and ∂y_k̄/∂z a product of factors 1 + α x² sin(x y_k) " +

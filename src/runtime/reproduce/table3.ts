@@ -1,5 +1,5 @@
 /**
- * `bilevel reproduce table3`: the paper's data hyper-cleaning table (IAPTT-GM Table 3, SPEC §6), as an
+ * `bilevel reproduce table3`: the paper's data hyper-cleaning table (IAPTT-GM Table 3), as an
  * experiment of `bilevel reproduce` (src/runtime/reproduce/Experiment.ts), with the flags every
  * experiment has (`--out`, `--backend`, `--seeds`, `--set`, `--overwrite`) and its own settings
  * (`--set dataset=…`, `net`, `outerSteps`, `methods=a,b,…`, `reportOnly=true`, …).
@@ -24,7 +24,7 @@ import { define, type ExperimentOptions } from "./Experiment.ts"
 import { run } from "../run.ts"
 import * as RunRecord from "../RunRecord.ts"
 
-/** Table 3 of the IAPTT-GM paper, accuracy % / F1 % (SPEC §6). */
+/** Table 3 of the IAPTT-GM paper, accuracy % / F1 %. */
 export const paperTable3: Readonly<Record<string, { readonly name: string; readonly mnist: readonly [number, number]; readonly fashion: readonly [number, number] }>> = {
   ls: { name: "LS", mnist: [89.19, 85.96], fashion: [83.15, 85.13] },
   ns: { name: "NS", mnist: [87.54, 89.58], fashion: [81.37, 87.28] },

@@ -1,5 +1,5 @@
 /**
- * The LL classifiers of data hyper-cleaning over a flat weight vector y (SPEC §6), with the weighted
+ * The LL classifiers of data hyper-cleaning over a flat weight vector y, with the weighted
  * softmax cross-entropy f(x, y) = mean_i σ(x_i)·CE(net_y(a_i), b_i) and its gradient in closed form.
  *
  *   linear: logits = A W + b                    y = [vec W (d×c), b (c)]

@@ -1,6 +1,6 @@
 /**
- * The data of a hyper-cleaning run, drawn from one MNIST-format file with the run's seeded Rng
- * (SPEC §6): disjoint train / validation / test splits, then a fraction of the training labels
+ * The data of a hyper-cleaning run, drawn from one MNIST-format file with the run's seeded Rng:
+ * disjoint train / validation / test splits, then a fraction of the training labels
  * replaced. Draw order, fixed so a run is a function of its seed: one permutation of the file's
  * examples (train, then validation, then test, in that order), one permutation of the training
  * split (its first ⌊rate·n⌋ examples are corrupted), then one new label per corrupted example.
