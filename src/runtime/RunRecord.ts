@@ -6,6 +6,7 @@
  *   steps.ndjson     one line per outer step: { t, F, kbar, hypergradNorm, ms, cost, ...task metrics }
  *   summary.json     how it ended: status, final metrics, wall time, and the error if it failed
  *   checkpoint.json  the UL state after the last checkpointed step (see `checkpoint.ts`)
+ *   x.npy, z.npy, y.npy  the learned variables, NumPy arrays written with each checkpoint and at the end (`arrays.ts`)
  *
  * Steps are appended as they happen, so a failed or killed run keeps everything up to its last step;
  * files that are replaced whole (checkpoint, truncated steps on resume) are written atomically.
