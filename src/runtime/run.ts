@@ -64,6 +64,7 @@ export interface RunResult {
   readonly resumedFrom?: number
 }
 
+/** `{ key: value }`, or nothing when the value is absent (run.json's optional fields). */
 const optional = <K extends string, V>(key: K, value: V | undefined) =>
   value === undefined ? {} : { [key]: value } as { [k in K]: V }
 
@@ -184,8 +185,8 @@ export const run = Effect.fnUntraced(function*(request: RunRequest) {
     versions: versions(),
     startedAt: new Date().toISOString(),
     checkpointEvery,
-    ...(module === undefined ? {} : { taskModule: module }),
-    ...(request.command === undefined ? {} : { command: request.command }),
+    ...optional("taskModule", module),
+    ...optional("command", request.command),
     ...optional("git", gitState())
   })
   const ended = yield* runSession({
