@@ -98,7 +98,15 @@ layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer))("checkpoint and res
       assertSameRun(record, uninterrupted)
       assert.strictEqual(record.summary?.resumedFrom, checkpoint.step)
       assert.strictEqual(result.final.x, uninterrupted.summary?.final["x"])
-      assert.deepStrictEqual(readdirSync(dir).sort(), ["checkpoint.json", "run.json", "steps.ndjson", "summary.json"])
+      assert.deepStrictEqual(readdirSync(dir).sort(), [
+        "checkpoint.json",
+        "run.json",
+        "steps.ndjson",
+        "summary.json",
+        "x.npy",
+        "y.npy",
+        "z.npy"
+      ])
     }))
 
   it.effect("a task that draws its data from the Rng (quadratic) is rebuilt from the seed before the Rng is restored", () =>
