@@ -72,6 +72,13 @@ describe("the packed package", { timeout: 240_000 }, () => {
     const ts = path.join(project, "ts")
     mkdirSync(ts)
     for (const name of ["ridge.ts", "solveRidge.ts"]) copyFileSync(path.join(examples, name), path.join(ts, name))
+    // Declarations that failed to resolve would type everything `any` and let anything compile.
+    writeFileSync(
+      path.join(ts, "typed.ts"),
+      "import { defineTask, Solver } from \"effect-bilevel\"\n" +
+        "// @ts-expect-error a task definition is not a number\nexport const task: number = defineTask\n" +
+        "// @ts-expect-error take needs a step count\nexport const take = Solver.take(\"forty\")\n"
+    )
     writeFileSync(path.join(project, "tsconfig.json"), JSON.stringify({
       compilerOptions: {
         target: "ES2022",
