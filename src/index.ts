@@ -11,7 +11,9 @@
  */
 
 // The problem, its settings and its randomness
-export type { BilevelProblem, Residuals, Vector } from "./domain/Problem.ts"
+export type { BilevelProblem, Draw, Episode, Purpose, Residuals, Vector } from "./domain/Problem.ts"
+export * as Random from "./domain/Random.ts"
+export * as Blocks from "./domain/Blocks.ts"
 export { between, choice, count, finite, natural, nonNegative, positive, rate } from "./domain/settings.ts"
 export { type RandomSource, Rng } from "./domain/Rng.ts"
 export { dot, norm, readScalar, readVector, tensorScope, tidy } from "./domain/tensors.ts"
@@ -20,7 +22,9 @@ export {
   BackendUnavailable,
   DatasetError,
   Diverged,
+  HypergradientFailed,
   InvalidConfig,
+  InvalidSolver,
   ReplayMismatch,
   RunRecordError,
   TaskModuleError,
@@ -42,13 +46,15 @@ export {
   type UpdateRule,
   upperGradientY
 } from "./dynamics/Dynamics.ts"
+export { constant, decreasing, type Schedule, type StepSize } from "./dynamics/schedules.ts"
 export { type Iterate, iterateY, LowerLevel } from "./dynamics/Iterate.ts"
 export * as Iterates from "./dynamics/iterates.ts"
 export { at, last, minResidual, pessimistic, type Selection } from "./dynamics/selection.ts"
 
 // Solvers: the combinators, hypergradient strategies, presets and the UL loop
 export * as Solver from "./solvers/Solver.ts"
-export type { HypergradientStrategy } from "./solvers/Hypergradient.ts"
+export type { HypergradientStrategy, InitGradient } from "./solvers/Hypergradient.ts"
+export { encodeBy } from "./solvers/metaBatch.ts"
 export { reverse } from "./solvers/reverse.ts"
 export { fixedPoint, implicit, type OptimalityCondition, stationarity } from "./solvers/implicit.ts"
 export { conjugateGradient, type LinearSolver, neumann } from "./solvers/linearSolvers.ts"
@@ -68,11 +74,22 @@ export {
   rhg,
   tRhg
 } from "./solvers/methods.ts"
-export { adam, chain, type GradientTransformation, nesterovSgd, scale, scaleByAdam, sgd, trace } from "./solvers/optimizers.ts"
+export {
+  adam,
+  addDecayedWeights,
+  chain,
+  type GradientTransformation,
+  nesterovSgd,
+  partition,
+  scale,
+  scaleByAdam,
+  sgd,
+  trace
+} from "./solvers/optimizers.ts"
 export { initialState, type OuterState, type OuterStep, outerSteps, type UpperOptimizers } from "./solvers/outerLoop.ts"
 
 // Tasks
-export type { CommonSettings, Task, TaskInstance } from "./tasks/Task.ts"
+export type { CommonSettings, LowerTraining, Task, TaskInstance } from "./tasks/Task.ts"
 export { commonSettings, defineTask, type TaskDefinition, type TaskInstanceInput } from "./tasks/defineTask.ts"
 export { tasks } from "./tasks/registry.ts"
 
