@@ -3,7 +3,7 @@
  * every subcommand is a thin shell over an Effect program of `src/runtime`.
  */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Console, Effect, FileSystem, Option } from "effect"
+import { Console, Effect, FileSystem, Layer, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { InvalidConfig } from "../../domain/errors.ts"
 import { methods } from "../../solvers/methods.ts"
@@ -17,6 +17,7 @@ import { type Scale, scales, writePlot } from "../plot.ts"
 import { defaultCheckpointEvery, run } from "../run.ts"
 import * as RunRecord from "../RunRecord.ts"
 import { findMethod, findTask, jsonSchema, parseAssignment, settingKeys } from "../settings.ts"
+import { presenter, reportDefect, reportFailure, wantsJson } from "./failure.ts"
 import { progressBar, summaryLines } from "./output.ts"
 import { reproduceCommand } from "./reproduce.ts"
 import { replayCommand } from "./replay.ts"
@@ -106,7 +107,8 @@ const runCommand = Command.make("run", {
       out: Option.getOrUndefined(flags.out),
       label: Option.getOrUndefined(flags.label),
       onStep: progress?.onStep,
-      checkpointEvery: flags.checkpointEvery
+      checkpointEvery: flags.checkpointEvery,
+      handleSignals: true
     }).pipe(
       Effect.ensuring(progress?.stop ?? Effect.void),
       Effect.provide(backendLayer(flags.backend, { task: flags.task, method: flags.method, seed: flags.seed, settings }))
@@ -289,35 +291,11 @@ const bilevel = Command.make("bilevel").pipe(
   Command.withSubcommands([runCommand, methodsCommand, tasksCommand, gradcheckCommand, schemaCommand, plotCommand, compareCommand, replayCommand, resumeCommand, reproduceCommand, sweepCommand, runnerCommand])
 )
 
-/**
- * A user's mistake prints its message (which says what to do) and exits 1; no stack trace. A
- * command-line parse error has already been shown with the command's help.
- */
-const reportFailure = (error: unknown) =>
-  Effect.gen(function*() {
-    const shown = typeof error === "object" && error !== null && "_tag" in error && error._tag === "ShowHelp"
-    const message = typeof error === "object" && error !== null && "message" in error ? String(error.message) : String(error)
-    const tag = typeof error === "object" && error !== null && "_tag" in error ? `${String(error._tag)}: ` : ""
-    if (!shown) yield* Console.error(`${tag}${message}`)
-    yield* Effect.sync(() => {
-      process.exitCode = 1
-    })
-  })
-
-/** A defect is a bug, not a user's mistake: it still gets one line (no stack trace) and exit 1, never silence. */
-const reportDefect = (defect: unknown) =>
-  Console.error(
-    `Internal error: ${defect instanceof Error ? defect.message : String(defect)}. ` +
-      `This is a bug in bilevel; please report it with the command that caused it.`
-  ).pipe(Effect.andThen(Effect.sync(() => {
-    process.exitCode = 1
-  })))
-
 export const main = (argv: ReadonlyArray<string>) =>
   Command.runWith(bilevel, { version: "0.1.0" })(argv).pipe(
-    Effect.catch(reportFailure),
-    Effect.catchDefect(reportDefect),
-    Effect.provide(NodeServices.layer)
+    Effect.catch(reportFailure(wantsJson(argv))),
+    Effect.catchDefect(reportDefect(wantsJson(argv))),
+    Effect.provide(Layer.merge(NodeServices.layer, presenter(wantsJson(argv))))
   )
 
 NodeRuntime.runMain(main(process.argv.slice(2)), { disableErrorReporting: true })
