@@ -1,7 +1,17 @@
 /**
  * Every failure a user can cause, as a tagged error whose message says what is wrong and what to do.
  */
-import { Schema } from "effect"
+import { type PlatformError, Schema } from "effect"
+
+/**
+ * What the system said about a failed file operation, errno code first (`ENOSPC: no space left on
+ * device, write`): Effect's platform error names only its own category (`Unknown:
+ * FileSystem.writeFile`), and the code is what a user acts on and searches for.
+ */
+export const systemProblem = (error: PlatformError.PlatformError): string => {
+  const cause = error.reason.cause as NodeJS.ErrnoException | undefined
+  return typeof cause?.code === "string" ? cause.message : error.message
+}
 
 /** A run configuration (flags, `--set`, `--config` file) failed to decode. */
 export class InvalidConfig extends Schema.TaggedError<InvalidConfig>()("InvalidConfig", {

@@ -15,7 +15,7 @@
 import { Effect, FileSystem, type PlatformError, Schema } from "effect"
 import * as path from "node:path"
 import { Cost } from "../domain/Cost.ts"
-import { RunRecordError } from "../domain/errors.ts"
+import { RunRecordError, systemProblem } from "../domain/errors.ts"
 
 export { Cost }
 
@@ -82,16 +82,6 @@ export const files = {
 } as const
 
 const fail = (path: string, problem: string) => new RunRecordError({ path, problem })
-
-/**
- * What the system said, with its errno code first (`ENOSPC: no space left on device, write`):
- * Effect's platform error names only its own category (`Unknown: FileSystem.writeFile`), and the
- * code is what a user searches for.
- */
-export const systemProblem = (error: PlatformError.PlatformError): string => {
-  const cause = error.reason.cause as NodeJS.ErrnoException | undefined
-  return typeof cause?.code === "string" ? cause.message : error.message
-}
 
 /** A failed file operation on `path` as a run-record error: `cannot be written: ENOSPC: …`. */
 export const fileFailure = (path: string, what: string) => (error: PlatformError.PlatformError) =>

@@ -16,6 +16,8 @@ import { hypergradientAt, valueAt } from "../solvers/metaBatch.ts"
 import { stepKey } from "../solvers/outerLoop.ts"
 import { type Bounded, select } from "../solvers/Solver.ts"
 import type { TaskInstance } from "../tasks/Task.ts"
+import { Backend } from "./Backend.ts"
+import { checkMemory } from "./memoryEstimate.ts"
 import { findMethod, findTask, resolveSettings } from "./settings.ts"
 
 export interface GradcheckRequest {
@@ -175,6 +177,7 @@ export const gradcheck = Effect.fnUntraced(function*(request: GradcheckRequest) 
   const task = yield* findTask(request.task)
   const method = yield* findMethod(request.method)
   const settings = yield* resolveSettings(task, method, request.settings)
+  yield* checkMemory(task, method, settings, (yield* Backend).name)
   const result = yield* Effect.gen(function*() {
     const instance = yield* task.make(settings.task)
     return yield* checkSolver(method.build(settings.task, settings.method), instance, request)

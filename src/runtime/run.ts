@@ -20,6 +20,7 @@ import type { LowerTraining } from "../tasks/Task.ts"
 import type { Task } from "../tasks/Task.ts"
 import { Backend } from "./Backend.ts"
 import * as Checkpoint from "./checkpoint.ts"
+import { checkMemory } from "./memoryEstimate.ts"
 import * as RunLock from "./runLock.ts"
 import * as RunRecord from "./RunRecord.ts"
 import type { StepRecord } from "./RunRecord.ts"
@@ -201,6 +202,7 @@ export const run = Effect.fnUntraced(function*(request: RunRequest) {
   const settings = yield* resolveSettings(task, method, request.settings)
   const config = { ...settings.task, ...settings.method }
   const checkpointEvery = request.checkpointEvery ?? defaultCheckpointEvery
+  yield* checkMemory(task, method, settings, backend.name)
   const dir = request.out ?? defaultRunDir(task.name, method.name)
   yield* RunRecord.makeRunDirectory(dir)
   yield* RunLock.hold(dir)

@@ -71,8 +71,19 @@ export const resolveSettings = Effect.fnUntraced(function*(task: Task, method: M
     })
   }
   const pick = (keys: Set<string>) => Object.fromEntries(Object.entries(values).filter(([k]) => keys.has(k)))
-  return {
+  const resolved = {
     task: (yield* decode(task.settings, pick(taskKeys), `${task.name} task`)) as ResolvedSettings["task"],
     method: (yield* decode(method.settings, pick(methodKeys), `${method.name} method`)) as Record<string, unknown>
   } satisfies ResolvedSettings
+  const conflict = conflicts({ ...resolved.task, ...resolved.method })
+  return conflict === undefined ? resolved : yield* new InvalidConfig({ message: conflict })
 })
+
+/** Settings each valid alone but not together, said with the remedy. */
+const conflicts = (all: Record<string, unknown>): string | undefined => {
+  const { innerSteps, lastM } = all
+  return typeof lastM === "number" && typeof innerSteps === "number" && lastM > innerSteps
+    ? `lastM=${lastM} exceeds innerSteps=${innerSteps}: T-RHG differentiates the last M of the K inner steps, ` +
+      `so M ≤ K. Lower lastM or raise innerSteps (lastM = innerSteps is RHG).`
+    : undefined
+}

@@ -3,7 +3,7 @@
  * {train,t10k}-{images-idx3,labels-idx1}-ubyte, each gzipped (`.gz`) or raw.
  */
 import { Effect, FileSystem } from "effect"
-import { DatasetError } from "../domain/errors.ts"
+import { DatasetError, systemProblem } from "../domain/errors.ts"
 import { readIdx } from "./idx.ts"
 
 export type MnistName = "fashion-mnist" | "mnist"
@@ -28,14 +28,14 @@ export interface MnistLikeOptions {
 /** Where Debian's `dataset-fashion-mnist` package installs FashionMNIST. */
 export const fashionMnistDir = "/usr/share/datasets/fashion-mnist"
 
-/** Resolves `--dataset NAME [--data-dir DIR]` to a directory: FashionMNIST has a default, MNIST needs `--data-dir`. */
+/** Resolves `--set dataset=NAME [--set dataDir=DIR]` to a directory: FashionMNIST has a default, MNIST needs `dataDir`. */
 export const datasetDir = (name: MnistName, dataDir?: string): Effect.Effect<string, DatasetError> => {
   if (dataDir !== undefined) return Effect.succeed(dataDir)
   if (name === "fashion-mnist") return Effect.succeed(fashionMnistDir)
   return Effect.fail(
     new DatasetError({
-      file: "--data-dir",
-      problem: "is required for --dataset mnist, which has no default location",
+      file: "dataDir",
+      problem: "is required for dataset=mnist, which has no default location",
       hint: howToGet(name)
     })
   )
@@ -69,15 +69,25 @@ const howToGet = (dataset: MnistName | undefined) =>
   dataset === "fashion-mnist"
     ? `Install FashionMNIST with \`apt-get update && apt-get install -y dataset-fashion-mnist\` ` +
       `(it puts {train,t10k}-{images-idx3,labels-idx1}-ubyte.gz in ${fashionMnistDir}), ` +
-      `or point --data-dir DIR at a directory holding those four files.`
-    : `Point --data-dir at a directory holding the four ${dataset === "mnist" ? "MNIST " : ""}IDX files ` +
+      `or point \`--set dataDir=DIR\` at a directory holding those four files.`
+    : `Point \`--set dataDir=DIR\` at a directory holding the four ${dataset === "mnist" ? "MNIST " : ""}IDX files ` +
       `{train,t10k}-{images-idx3,labels-idx1}-ubyte, gzipped (.gz) or not.`
 
 // The raw file wins over the gzipped one: it is what a user who unpacked the download meant.
 const locate = Effect.fnUntraced(function*(options: MnistLikeOptions, name: string) {
   const fs = yield* FileSystem.FileSystem
   for (const candidate of [`${options.dataDir}/${name}`, `${options.dataDir}/${name}.gz`]) {
-    if (yield* fs.exists(candidate).pipe(Effect.orElseSucceed(() => false))) return candidate
+    // Only "not found" means absent: a directory that cannot be searched (EACCES) is reported as such.
+    const found = yield* fs.exists(candidate).pipe(
+      Effect.mapError((e) =>
+        new DatasetError({
+          file: candidate,
+          problem: `cannot be looked up: ${systemProblem(e)}`,
+          hint: `Make ${options.dataDir} readable by this user, or copy the files somewhere that is.`
+        })
+      )
+    )
+    if (found) return candidate
   }
   return yield* new DatasetError({
     file: `${options.dataDir}/${name}[.gz]`,

@@ -15,10 +15,9 @@ import { compareConfigurations, compareRuns } from "../compare.ts"
 import { defaultStep, gradcheck } from "../gradcheck.ts"
 import { type Scale, scales, writePlot } from "../plot.ts"
 import { defaultCheckpointEvery, run } from "../run.ts"
-import * as RunRecord from "../RunRecord.ts"
 import { findMethod, findTask, jsonSchema, parseAssignment, settingKeys } from "../settings.ts"
 import { presenter, reportDefect, reportFailure, wantsJson } from "./failure.ts"
-import { progressBar, summaryLines } from "./output.ts"
+import { progressBar, readRecords, summaryLines } from "./output.ts"
 import { reproduceCommand } from "./reproduce.ts"
 import { replayCommand } from "./replay.ts"
 import { resumeCommand } from "./resume.ts"
@@ -246,7 +245,7 @@ const plotCommand = Command.make("plot", {
   title: Flag.String("title").pipe(Flag.optional)
 }, (flags) =>
   Effect.gen(function*() {
-    const runs = yield* Effect.forEach(flags.runs, RunRecord.read)
+    const runs = yield* readRecords(flags.runs)
     const title = Option.getOrUndefined(flags.title)
     const metrics = yield* Effect.forEach(flags.metric.length > 0 ? flags.metric : ["F"], metricArgument)
     yield* writePlot(runs, {
@@ -276,7 +275,14 @@ const compareCommand = Command.make("compare", {
   group: groupFlag
 }, (flags) =>
   Effect.gen(function*() {
-    const runs = yield* Effect.forEach(flags.runs, RunRecord.read)
+    const runs = yield* readRecords(flags.runs)
+    const recorded = [...new Set(runs.flatMap((run) => Object.keys(run.summary?.final ?? {})))]
+    const missing = flags.metric.filter((metric) => !recorded.includes(metric))
+    if (missing.length > 0) {
+      return yield* new InvalidConfig({
+        message: `--metric ${missing.join(", ")}: no such final metric in these runs. Recorded: ${recorded.join(", ")}.`
+      })
+    }
     const options = { format: flags.format, ...(flags.metric.length > 0 ? { metrics: flags.metric } : {}) }
     const byConfiguration = flags.group === "configuration" || (flags.group === "auto" && hasRepeats(runs))
     yield* Console.log(byConfiguration ? compareConfigurations(runs, options) : compareRuns(runs, options))
