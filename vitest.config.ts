@@ -5,6 +5,8 @@ import { defineConfig } from "vitest/config"
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
+    // Fails the run when a test leaves a temporary directory behind.
+    globalSetup: ["test/support/leftovers.ts"],
     // Each file gets a fresh process: tfjs keeps global kernel and gradient registries.
     pool: "forks",
     // The files run in parallel, one process per core: kernels on more threads would only contend.

@@ -132,7 +132,7 @@ export const readSummary = Effect.fnUntraced(function*(dir: string) {
     outerSteps: steps.length,
     final: metrics,
     wallMs: 0,
-    rebuilt: `${decoded.failure.problem}; rebuilt from ${files.steps} (${steps.length} steps)`
+    rebuilt: `${files.summary} ${decoded.failure.problem}; rebuilt from ${files.steps} (${steps.length} steps)`
   } satisfies Summary as Summary
 })
 

@@ -183,7 +183,11 @@ const sessionLoop = Effect.fnUntraced(function*(session: Session, stop: { readon
     ...(Exit.isFailure(exit) ? { error: describeFailure(exit.cause) } : {}),
     ...(resume === undefined ? {} : { resumedFrom: resume.checkpoint?.step ?? 0 }),
     ...(interrupted ? { signal: stop.signal } : {})
-  })
+  }).pipe(
+    // When the loop failed (a full disk, say), its error is the one to report: a summary that cannot
+    // be written either leaves the record unfinished, which every reader and resume accept.
+    Effect.catch((e) => Exit.isFailure(exit) ? Effect.void : Effect.fail(e))
+  )
   if (interrupted) {
     yield* Console.error(
       `${stop.signal} after outer step ${records.length} of ${session.total}: checkpoint and summary written. ` +

@@ -75,14 +75,17 @@ export const resolveSettings = Effect.fnUntraced(function*(task: Task, method: M
     task: (yield* decode(task.settings, pick(taskKeys), `${task.name} task`)) as ResolvedSettings["task"],
     method: (yield* decode(method.settings, pick(methodKeys), `${method.name} method`)) as Record<string, unknown>
   } satisfies ResolvedSettings
-  const conflict = conflicts({ ...resolved.task, ...resolved.method })
+  const conflict = conflicts({ ...resolved.task, ...resolved.method }, new Set(Object.keys(values)))
   return conflict === undefined ? resolved : yield* new InvalidConfig({ message: conflict })
 })
 
-/** Settings each valid alone but not together, said with the remedy. */
-const conflicts = (all: Record<string, unknown>): string | undefined => {
+/**
+ * Settings each valid alone but not together, said with the remedy. Only a value the user chose
+ * conflicts: T-RHG's default lastM with fewer inner steps differentiates them all, as documented.
+ */
+const conflicts = (all: Record<string, unknown>, chosen: ReadonlySet<string>): string | undefined => {
   const { innerSteps, lastM } = all
-  return typeof lastM === "number" && typeof innerSteps === "number" && lastM > innerSteps
+  return chosen.has("lastM") && typeof lastM === "number" && typeof innerSteps === "number" && lastM > innerSteps
     ? `lastM=${lastM} exceeds innerSteps=${innerSteps}: T-RHG differentiates the last M of the K inner steps, ` +
       `so M ≤ K. Lower lastM or raise innerSteps (lastM = innerSteps is RHG).`
     : undefined
