@@ -210,8 +210,8 @@ export const hyperCleaning = erase<HyperCleaningSettings>({
     const width = s.net === "mlp" ? s.hidden : 0
     return {
       y: s.net === "mlp" ? (pixels + 1) * s.hidden + (s.hidden + 1) * classes : (pixels + 1) * classes,
-      // Per training example: the class probabilities, and the hidden activations of the mlp.
-      residuals: s.trainSize * (classes + width),
+      // Per training example of an LL step: the class probabilities, and the hidden activations of the mlp.
+      residuals: (s.lowerBatch > 0 ? s.lowerBatch : s.trainSize) * (classes + width),
       // The training file (60 000 bytes-per-pixel images) and the three splits in float32.
       dataBytes: 60_000 * pixels + 4 * pixels * (s.trainSize + s.valSize + s.testSize)
     }
