@@ -107,6 +107,20 @@ const fullDisk = (victim: (file: string) => boolean) =>
       victim(file) ? Effect.fail(errnoError("ENOSPC", "write", file)) : fs.writeFileString(file, data, options)
   }))
 
+/** Whether this process may mount a tmpfs (root): then real full and read-only disks are tested too. */
+const mountable = (() => {
+  if (process.getuid?.() !== 0) return false
+  const probe = mkdtempSync(path.join(tmpdir(), "bilevel-tmpfs-probe-"))
+  try {
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", probe], { stdio: "ignore" })
+    execFileSync("umount", [probe], { stdio: "ignore" })
+    return true
+  } catch {
+    return false
+  } finally {
+    rmSync(probe, { recursive: true, force: true })
+  }
+})()
 const cpu = Layer.merge(Backend.layer("cpu"), NodeServices.layer)
 
 layer(cpu)("run records", (it) => {
@@ -237,6 +251,20 @@ layer(cpu)("run records", (it) => {
         assert.include(underFile.message, "is not a directory")
         const existing = yield* Effect.flip(run({ ...quadratic, out: scratch }))
         assert.include(existing.message, "already exists")
+      }))
+
+    it.effect.skipIf(!mountable)("a read-only file system names EROFS with the directory", () =>
+      Effect.gen(function*() {
+        const disk = mkdtempSync(path.join(tmpdir(), "bilevel-erofs-test-"))
+        execFileSync("mount", ["-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", disk])
+        const error = yield* Effect.flip(run({ ...quadratic, out: path.join(disk, "run") })).pipe(
+          Effect.ensuring(Effect.sync(() => {
+            execFileSync("umount", [disk])
+            rmSync(disk, { recursive: true, force: true })
+          }))
+        )
+        assert.include(error.message, path.join(disk, "run"))
+        assert.include(error.message, "EROFS")
       }))
   })
 
@@ -421,20 +449,7 @@ describe.concurrent("the command line", { timeout: 240_000 }, () => {
     assert.include(reproduced.stderr, "seed 0 twice")
   })
 
-  // A real full disk where this process may mount one (root); the injected one above runs everywhere.
-  const mountable = (() => {
-    if (process.getuid?.() !== 0) return false
-    const probe = mkdtempSync(path.join(tmpdir(), "bilevel-tmpfs-probe-"))
-    try {
-      execFileSync("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", probe], { stdio: "ignore" })
-      execFileSync("umount", [probe], { stdio: "ignore" })
-      return true
-    } catch {
-      return false
-    } finally {
-      rmSync(probe, { recursive: true, force: true })
-    }
-  })()
+  // A real full disk where this process may mount one; the injected one above runs everywhere.
   it.skipIf(!mountable)("a run on a full 64 KiB tmpfs ends with ENOSPC naming the file, and no temporary file", async () => {
     const disk = mkdtempSync(path.join(tmpdir(), "bilevel-tmpfs-test-"))
     execFileSync("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", disk])
