@@ -22,7 +22,7 @@ import { firstStepDifference, replay } from "../src/runtime/replay.ts"
 import { resume, run, type RunRequest } from "../src/runtime/run.ts"
 import * as RunLock from "../src/runtime/runLock.ts"
 import * as RunRecord from "../src/runtime/RunRecord.ts"
-import { findMethod, findTask, resolveSettings } from "../src/runtime/settings.ts"
+import { checkCombination, findMethod, findTask, resolveSettings } from "../src/runtime/settings.ts"
 import { methods } from "../src/solvers/methods.ts"
 import { datasetDir, loadMnistLike } from "../src/tasks/mnistLike.ts"
 import { tasks } from "../src/tasks/registry.ts"
@@ -322,10 +322,15 @@ layer(cpu)("run records", (it) => {
       Effect.gen(function*() {
         const task = yield* findTask("toy-nonconvex")
         const method = yield* findMethod("t-rhg")
-        const error = yield* Effect.flip(resolveSettings(task, method, { lastM: 100, innerSteps: 5 }))
+        const dir = out("lastM")
+        const error = yield* Effect.flip(run({ task: "toy-nonconvex", method: "t-rhg", seed: 0, settings: { lastM: 100, innerSteps: 5 }, out: dir }))
         assert.include(error.message, "lastM=100")
         assert.include(error.message, "innerSteps=5")
-        yield* resolveSettings(task, method, { lastM: 5, innerSteps: 5 })
+        assert.isFalse(existsSync(dir))
+        const chosen = { lastM: 5, innerSteps: 5 }
+        yield* checkCombination(yield* resolveSettings(task, method, chosen), chosen)
+        // The default lastM (10) above fewer inner steps is not the user's choice: it differentiates them all.
+        yield* checkCombination(yield* resolveSettings(task, method, { innerSteps: 5 }), { innerSteps: 5 })
       }))
 
     it.effect("dataset hints name the --set keys that exist; an unsearchable directory says EACCES, not 'does not exist'", () =>

@@ -211,7 +211,7 @@ const writerOf = (fs: FileSystem.FileSystem, dir: string): Writer => ({
  */
 export const makeRunDirectory = Effect.fnUntraced(function*(dir: string) {
   const fs = yield* FileSystem.FileSystem
-  const remedy = "Choose an --out directory under a writable directory on a real file system"
+  const remedy = "Choose a writable --out directory on a real file system"
   const missing: Array<string> = []
   let parent = path.resolve(dir)
   while (!(yield* fs.exists(parent).pipe(Effect.orElseSucceed(() => false)))) {

@@ -18,7 +18,7 @@ import { type Bounded, select } from "../solvers/Solver.ts"
 import type { TaskInstance } from "../tasks/Task.ts"
 import { Backend } from "./Backend.ts"
 import { checkMemory } from "./memoryEstimate.ts"
-import { findMethod, findTask, resolveSettings } from "./settings.ts"
+import { checkCombination, findMethod, findTask, resolveSettings } from "./settings.ts"
 
 export interface GradcheckRequest {
   readonly task: string
@@ -190,6 +190,7 @@ export const gradcheck = Effect.fnUntraced(function*(request: GradcheckRequest) 
   const task = yield* findTask(request.task)
   const method = yield* findMethod(request.method)
   const settings = yield* resolveSettings(task, method, request.settings)
+  yield* checkCombination(settings, request.settings)
   yield* checkMemory(task, method, settings, (yield* Backend).name)
   const result = yield* Effect.gen(function*() {
     const instance = yield* task.make(settings.task)

@@ -24,7 +24,7 @@ import { checkMemory } from "./memoryEstimate.ts"
 import * as RunLock from "./runLock.ts"
 import * as RunRecord from "./RunRecord.ts"
 import type { StepRecord } from "./RunRecord.ts"
-import { findMethod, findTask, type ResolvedSettings, resolveSettings } from "./settings.ts"
+import { checkCombination, findMethod, findTask, type ResolvedSettings, resolveSettings } from "./settings.ts"
 
 export interface RunRequest {
   readonly task: string
@@ -206,6 +206,7 @@ export const run = Effect.fnUntraced(function*(request: RunRequest) {
   const settings = yield* resolveSettings(task, method, request.settings)
   const config = { ...settings.task, ...settings.method }
   const checkpointEvery = request.checkpointEvery ?? defaultCheckpointEvery
+  yield* checkCombination(settings, request.settings)
   yield* checkMemory(task, method, settings, backend.name)
   const dir = request.out ?? defaultRunDir(task.name, method.name)
   yield* RunRecord.makeRunDirectory(dir)

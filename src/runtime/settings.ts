@@ -71,22 +71,27 @@ export const resolveSettings = Effect.fnUntraced(function*(task: Task, method: M
     })
   }
   const pick = (keys: Set<string>) => Object.fromEntries(Object.entries(values).filter(([k]) => keys.has(k)))
-  const resolved = {
+  return {
     task: (yield* decode(task.settings, pick(taskKeys), `${task.name} task`)) as ResolvedSettings["task"],
     method: (yield* decode(method.settings, pick(methodKeys), `${method.name} method`)) as Record<string, unknown>
   } satisfies ResolvedSettings
-  const conflict = conflicts({ ...resolved.task, ...resolved.method }, new Set(Object.keys(values)))
-  return conflict === undefined ? resolved : yield* new InvalidConfig({ message: conflict })
 })
 
 /**
- * Settings each valid alone but not together, said with the remedy. Only a value the user chose
- * conflicts: T-RHG's default lastM with fewer inner steps differentiates them all, as documented.
+ * Refuses settings each valid alone but not together, with the remedy; checked before a run or a
+ * gradcheck starts (the JSON Schema, key by key, cannot say them). Only a value the user chose
+ * (`values`, the raw settings) conflicts: T-RHG's default lastM with fewer inner steps
+ * differentiates them all, as documented.
  */
-const conflicts = (all: Record<string, unknown>, chosen: ReadonlySet<string>): string | undefined => {
-  const { innerSteps, lastM } = all
-  return chosen.has("lastM") && typeof lastM === "number" && typeof innerSteps === "number" && lastM > innerSteps
-    ? `lastM=${lastM} exceeds innerSteps=${innerSteps}: T-RHG differentiates the last M of the K inner steps, ` +
-      `so M ≤ K. Lower lastM or raise innerSteps (lastM = innerSteps is RHG).`
-    : undefined
+export const checkCombination = (settings: ResolvedSettings, values: Record<string, unknown>): Effect.Effect<void, InvalidConfig> => {
+  const { innerSteps } = settings.task
+  const { lastM } = settings.method
+  return "lastM" in values && typeof lastM === "number" && lastM > innerSteps
+    ? Effect.fail(
+      new InvalidConfig({
+        message: `lastM=${lastM} exceeds innerSteps=${innerSteps}: T-RHG differentiates the last M of the K inner steps, ` +
+          `so M ≤ K. Lower lastM or raise innerSteps (lastM = innerSteps is RHG).`
+      })
+    )
+    : Effect.void
 }
