@@ -224,7 +224,7 @@ layer(cpu)("run records", (it) => {
           assert.strictEqual(record.summary?.outerSteps, 7)
           assert.include(record.summary?.rebuilt, "summary.json")
           assert.include(compareRuns([record], { format: "csv" }), "interrupted")
-          yield* writePlot([record], { metrics: ["F"], logY: false }, path.join(dir, "F.svg"))
+          yield* writePlot([record], { metrics: ["F"] }, path.join(dir, "F.svg"))
           const replayed = yield* replay({ dir })
           assert.isTrue(replayed.identical, JSON.stringify(replayed.firstDifference))
         }
