@@ -8,6 +8,8 @@ export default defineConfig({
   resolve: { alias: { "effect-bilevel": fileURLToPath(new URL("./src/index.ts", import.meta.url)) } },
   test: {
     include: ["test/**/*.test.ts"],
+    // Fails the run when a test leaves a temporary directory behind.
+    globalSetup: ["test/support/leftovers.ts"],
     // Each file gets a fresh process: tfjs keeps global kernel and gradient registries.
     pool: "forks",
     // The files run in parallel, one process per core: kernels on more threads would only contend.

@@ -6,8 +6,6 @@
 import { NodeServices } from "@effect/platform-node"
 import { assert, layer } from "@effect/vitest"
 import { Effect, FileSystem, Layer } from "effect"
-import { mkdtempSync } from "node:fs"
-import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { groupByConfiguration, statistic, stepStatistics, variedSettings } from "../src/runtime/aggregate.ts"
 import * as Backend from "../src/runtime/Backend.ts"
@@ -16,9 +14,10 @@ import { plotRuns } from "../src/runtime/plot.ts"
 import { run } from "../src/runtime/run.ts"
 import * as RunRecord from "../src/runtime/RunRecord.ts"
 import { bilevel } from "./support/cli.ts"
+import { scratchDir } from "./support/scratch.ts"
 import { elements, parseSvg, withClass } from "./support/svg.ts"
 
-const scratch = mkdtempSync(path.join(tmpdir(), "bilevel-aggregate-"))
+const scratch = scratchDir("aggregate")
 const methods = ["rhg", "ia-gm", "iaptt-gm"]
 const seeds = [0, 1, 2]
 const outerSteps = 4

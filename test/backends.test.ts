@@ -10,9 +10,8 @@ import { NodeServices } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import * as tf from "@tensorflow/tfjs-core"
 import { Cause, Effect, Exit, type Layer } from "effect"
-import { existsSync, mkdtempSync, readFileSync } from "node:fs"
+import { existsSync, readFileSync } from "node:fs"
 import { createRequire } from "node:module"
-import { tmpdir } from "node:os"
 import * as path from "node:path"
 import type { BilevelProblem } from "../src/domain/Problem.ts"
 import { readVector } from "../src/domain/tensors.ts"
@@ -26,6 +25,9 @@ import * as Solver from "../src/solvers/Solver.ts"
 import { secondOrderCases, tolerance } from "./support/secondOrderCases.ts"
 import { smoothProblem } from "./support/smoothProblem.ts"
 import { finiteDifferenceGradient, relativeError, vectorValue } from "./support/tf.ts"
+import { scratchDir } from "./support/scratch.ts"
+
+const files = scratchDir("backends")
 
 const installed = (pkg: string) => {
   try {
@@ -74,7 +76,7 @@ describe("auto backend", () => {
 
   it.effect("the run record names the backend auto chose", () =>
     Effect.gen(function*() {
-      const out = path.join(mkdtempSync(path.join(tmpdir(), "bilevel-auto-")), "run")
+      const out = path.join(files, "auto", "run")
       const r = request("toy-nonconvex", { outerSteps: 2, innerSteps: 3 })
       const result = yield* run({ ...r, out }).pipe(Effect.provide(backendLayer("auto", r)))
       assert.strictEqual(result.backend, "cpu")
@@ -217,7 +219,7 @@ describe.skipIf(webgpuUnavailable !== undefined)(
 
     it.effect("a whole run (metrics, checkpoints, record) on webgpu writes cpu's trajectory", () =>
       Effect.gen(function*() {
-        const scratch = mkdtempSync(path.join(tmpdir(), "bilevel-webgpu-"))
+        const scratch = path.join(files, "webgpu")
         const r = request("toy-llc", { outerSteps: 4, n: 10 })
         const steps = (backend: "cpu" | "webgpu") =>
           Effect.map(run({ ...r, out: path.join(scratch, backend), checkpointEvery: 2 }).pipe(Effect.provide(Backend.layer(backend))), () =>

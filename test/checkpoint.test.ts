@@ -7,8 +7,7 @@ import { NodeServices } from "@effect/platform-node"
 import { assert, layer } from "@effect/vitest"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Layer, Schema, Stream } from "effect"
-import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { appendFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
 import * as Random from "../src/domain/Random.ts"
 import { Rng } from "../src/domain/Rng.ts"
@@ -24,8 +23,9 @@ import { initialState, type OuterState, outerSteps } from "../src/solvers/outerL
 import { quadratic } from "../src/tasks/quadratic.ts"
 import { start } from "./support/cli.ts"
 import { vectorValue } from "./support/tf.ts"
+import { scratchDir } from "./support/scratch.ts"
 
-const scratch = mkdtempSync(path.join(tmpdir(), "bilevel-checkpoint-test-"))
+const scratch = scratchDir("checkpoint")
 let dirs = 0
 const out = (name: string) => path.join(scratch, `${name}-${dirs++}`)
 

@@ -7,8 +7,6 @@ import { NodeServices } from "@effect/platform-node"
 import { assert, layer } from "@effect/vitest"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Layer, Stream } from "effect"
-import { mkdtempSync } from "node:fs"
-import { tmpdir } from "node:os"
 import * as path from "node:path"
 import type { Diverged } from "../src/domain/errors.ts"
 import type { BilevelProblem } from "../src/domain/Problem.ts"
@@ -21,8 +19,9 @@ import * as RunRecord from "../src/runtime/RunRecord.ts"
 import { sgd } from "../src/solvers/optimizers.ts"
 import { initialState, outerSteps, type UpperOptimizers } from "../src/solvers/outerLoop.ts"
 import * as Solver from "../src/solvers/Solver.ts"
+import { scratchDir } from "./support/scratch.ts"
 
-const scratch = mkdtempSync(path.join(tmpdir(), "bilevel-divergence-test-"))
+const scratch = scratchDir("divergence")
 let runs = 0
 
 const small = { dimX: 4, dimY: 6, innerSteps: 10, outerSteps: 30 }

@@ -6,9 +6,10 @@
  * of its closed-form ∇_y f.
  */
 import { NodeServices } from "@effect/platform-node"
-import { assert, layer } from "@effect/vitest"
+import { afterAll, assert, layer } from "@effect/vitest"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Layer, Schema } from "effect"
+import { rmSync } from "node:fs"
 import { writeSyntheticTrainingFile } from "../bench/syntheticData.ts"
 import { make as makeRng, Rng } from "../src/domain/Rng.ts"
 import { bda, type Dynamics, fista, gradientDescent, nesterovMomentum } from "../src/dynamics/Dynamics.ts"
@@ -22,7 +23,8 @@ import { vjp } from "../src/solvers/vjp.ts"
 import { smoothProblem } from "./support/smoothProblem.ts"
 import { vectorValue } from "./support/tf.ts"
 
-const syntheticData = writeSyntheticTrainingFile(200, 6)
+const syntheticData = writeSyntheticTrainingFile(200, 6, { prefix: "bilevel-vjp-test-" })
+afterAll(() => rmSync(syntheticData, { recursive: true, force: true }))
 
 const relativeError = (a: ReadonlyArray<number>, b: ReadonlyArray<number>) =>
   Math.hypot(...a.map((ai, i) => ai - b[i]!)) / Math.max(Math.hypot(...b), 1e-12)

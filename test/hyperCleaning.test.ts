@@ -10,8 +10,7 @@ import { NodeServices } from "@effect/platform-node"
 import { assert, describe, it as vitestIt, layer } from "@effect/vitest"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Layer, Schema } from "effect"
-import { existsSync, mkdtempSync, readFileSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { existsSync, readFileSync } from "node:fs"
 import * as path from "node:path"
 import type { BilevelProblem } from "../src/domain/Problem.ts"
 import * as Random from "../src/domain/Random.ts"
@@ -31,9 +30,10 @@ import { accuracy, cleaningScores } from "../src/tasks/metrics.ts"
 import { fashionMnistDir } from "../src/tasks/mnistLike.ts"
 import { syntheticDataDir } from "./support/syntheticIdx.ts"
 import { relativeError, vectorValue } from "./support/tf.ts"
+import { scratchDir } from "./support/scratch.ts"
 
 const dataDir = syntheticDataDir()
-const scratch = mkdtempSync(path.join(tmpdir(), "bilevel-hc-run-"))
+const scratch = scratchDir("hc-run")
 let runs = 0
 
 /** Small splits of the synthetic file; a larger LL step so that K = 5 steps move the net. */

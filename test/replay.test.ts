@@ -7,15 +7,15 @@ import { NodeServices } from "@effect/platform-node"
 import { assert, describe, it, layer } from "@effect/vitest"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Layer } from "effect"
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { cpSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
 import * as Backend from "../src/runtime/Backend.ts"
-import { assertIdentical, firstStepDifference, replay } from "../src/runtime/replay.ts"
+import { assertIdentical, firstFieldDifference, firstStepDifference, replay } from "../src/runtime/replay.ts"
 import type { StepRecord } from "../src/runtime/RunRecord.ts"
+import { scratchDir } from "./support/scratch.ts"
 
 const fixtures = path.join(import.meta.dirname, "fixtures", "records")
-const scratch = mkdtempSync(path.join(tmpdir(), "bilevel-replay-test-"))
+const scratch = scratchDir("replay")
 let copies = 0
 /** A copy of a fixture that the test may damage. */
 const copyOf = (name: string) => {
@@ -35,7 +35,7 @@ layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer))("replay", (it) => {
         assert.isTrue(report.identical, JSON.stringify(report.firstDifference))
         assert.strictEqual(report.replayedSteps, report.recordedSteps)
         assert.isAbove(report.recordedSteps, 0)
-        assert.deepStrictEqual(report.ignored, ["ms", "wallMs"])
+        assert.deepStrictEqual(report.ignored, ["ms", "*Ms", "*MsPerStep"])
         assert.strictEqual(tf.memory().numTensors, before)
         yield* assertIdentical(report)
       }))
@@ -143,6 +143,9 @@ describe("step comparison", () => {
 
   it("ignores wall-clock fields, and reports a missing step or field", () => {
     assert.isUndefined(firstStepDifference([step(0), step(1)], [step(0, { ms: 99 }), step(1, { ms: 0 })]))
+    // Timings in a summary's final block too, by name: hyper-cleaning's meanMsPerStep, a wall time.
+    assert.isUndefined(firstFieldDifference({ final: { meanMsPerStep: 3, F: 1 }, wallMs: 5 }, { final: { meanMsPerStep: 4, F: 1 }, wallMs: 6 }))
+    assert.strictEqual(firstFieldDifference({ final: { msg: "a" } }, { final: { msg: "b" } })?.field, "final.msg")
     assert.deepStrictEqual(firstStepDifference([step(0), step(1)], [step(0)]), { step: 1, field: "t", recorded: 1, replayed: undefined })
     assert.deepStrictEqual(firstStepDifference([step(0)], [step(0, { x: 1 })]), { step: 0, field: "x", recorded: undefined, replayed: 1 })
     assert.deepStrictEqual(

@@ -6,16 +6,15 @@
 import { NodeServices } from "@effect/platform-node"
 import { assert, layer } from "@effect/vitest"
 import { Effect, FileSystem, Layer } from "effect"
-import { mkdtempSync } from "node:fs"
-import { tmpdir } from "node:os"
 import * as path from "node:path"
 import * as Backend from "../src/runtime/Backend.ts"
 import { decodeSettings, type ExperimentOptions } from "../src/runtime/reproduce/Experiment.ts"
 import { experiments } from "../src/runtime/reproduce/experiments.ts"
 import { fig1, inits, methods } from "../src/runtime/reproduce/fig1.ts"
 import { elements, parseSvg, withClass } from "./support/svg.ts"
+import { scratchDir } from "./support/scratch.ts"
 
-const scratch = mkdtempSync(path.join(tmpdir(), "bilevel-reproduce-"))
+const scratch = scratchDir("reproduce")
 const out = path.join(scratch, "fig1")
 
 const options = (settings: Record<string, unknown>, overwrite: boolean): ExperimentOptions<Record<string, unknown>> => ({

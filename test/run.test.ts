@@ -6,15 +6,14 @@ import { NodeServices } from "@effect/platform-node"
 import { assert, layer } from "@effect/vitest"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Layer } from "effect"
-import { mkdtempSync } from "node:fs"
-import { tmpdir } from "node:os"
 import * as path from "node:path"
 import * as Backend from "../src/runtime/Backend.ts"
 import { run } from "../src/runtime/run.ts"
 import * as RunRecord from "../src/runtime/RunRecord.ts"
 import { methods } from "../src/solvers/methods.ts"
+import { scratchDir } from "./support/scratch.ts"
 
-const scratch = mkdtempSync(path.join(tmpdir(), "bilevel-run-"))
+const scratch = scratchDir("run")
 let runs = 0
 const out = () => path.join(scratch, `run-${runs++}`)
 

@@ -4,10 +4,8 @@
  * would replace auxiliary-init's learned z.
  */
 import { NodeServices } from "@effect/platform-node"
-import { afterAll, assert, layer } from "@effect/vitest"
+import { assert, layer } from "@effect/vitest"
 import { Effect, Layer, Stream } from "effect"
-import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
 import * as path from "node:path"
 import * as Random from "../src/domain/Random.ts"
 import { gradientDescent } from "../src/dynamics/Dynamics.ts"
@@ -20,9 +18,9 @@ import { initialState, outerSteps } from "../src/solvers/outerLoop.ts"
 import * as Solver from "../src/solvers/Solver.ts"
 import { smoothProblem } from "./support/smoothProblem.ts"
 import { vectorValue } from "./support/tf.ts"
+import { scratchDir } from "./support/scratch.ts"
 
-const scratch = mkdtempSync(path.join(tmpdir(), "bilevel-warm-test-"))
-afterAll(() => rmSync(scratch, { recursive: true, force: true }))
+const scratch = scratchDir("warm")
 
 layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer))("warm start", (it) => {
   it.effect("passes y_K of step t as the constant y_0 of step t + 1, whose hypergradient is the fixed-init one from there", () =>

@@ -5,13 +5,13 @@
  * workers must not keep it alive); a bad BILEVEL_WASM_THREADS is a typed error that names it.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { mkdtempSync, readFileSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { readFileSync } from "node:fs"
 import * as path from "node:path"
 import { bilevel } from "./support/cli.ts"
 import { syntheticDataDir } from "./support/syntheticIdx.ts"
+import { scratchDir } from "./support/scratch.ts"
 
-const scratch = mkdtempSync(path.join(tmpdir(), "bilevel-threads-"))
+const scratch = scratchDir("threads")
 const dataDir = syntheticDataDir()
 
 /** Hyper-cleaning on the synthetic file; products of 130 × 36 by 36 × 10, split across threads by XNNPACK. */

@@ -1,7 +1,17 @@
 /**
  * Every failure a user can cause, as a tagged error whose message says what is wrong and what to do.
  */
-import { Schema } from "effect"
+import { type PlatformError, Schema } from "effect"
+
+/**
+ * What the system said about a failed file operation, errno code first (`ENOSPC: no space left on
+ * device, write`): Effect's platform error names only its own category (`Unknown:
+ * FileSystem.writeFile`), and the code is what a user acts on and searches for.
+ */
+export const systemProblem = (error: PlatformError.PlatformError): string => {
+  const cause = error.reason.cause as NodeJS.ErrnoException | undefined
+  return typeof cause?.code === "string" ? cause.message : error.message
+}
 
 /** A run configuration (flags, `--set`, `--config` file) failed to decode. */
 export class InvalidConfig extends Schema.TaggedError<InvalidConfig>()("InvalidConfig", {
@@ -130,5 +140,47 @@ export class TaskModuleError extends Schema.TaggedError<TaskModuleError>()("Task
 }) {
   override get message() {
     return `Task module ${this.path}: ${this.problem}. ${this.hint}`
+  }
+}
+
+/** Another process is writing the run directory: only one writer at a time may append to a record. */
+export class RunLocked extends Schema.TaggedError<RunLocked>()("RunLocked", {
+  dir: Schema.String,
+  pid: Schema.Number,
+  host: Schema.String,
+  since: Schema.String
+}) {
+  override get message() {
+    return `Run directory ${this.dir} is being written by process ${this.pid} on ${this.host} (since ${this.since}). ` +
+      `Wait for it to end; if that process is gone and was on another host, remove ${this.dir}/run.lock.`
+  }
+}
+
+/** A configuration needs more memory than this machine can give the process. */
+export class InsufficientMemory extends Schema.TaggedError<InsufficientMemory>()("InsufficientMemory", {
+  settings: Schema.String,
+  neededBytes: Schema.Number,
+  availableBytes: Schema.Number,
+  breakdown: Schema.String,
+  hint: Schema.String
+}) {
+  override get message() {
+    const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(bytes < 2 ** 30 ? 3 : 1)} GiB`
+    return `The settings ${this.settings} need about ${gib(this.neededBytes)} (${this.breakdown}), ` +
+      `more than the ${gib(this.availableBytes)} this process can use. ${this.hint}`
+  }
+}
+
+/** `bilevel gradcheck --tolerance`: the hypergradient is further from the reference than allowed. */
+export class GradcheckFailed extends Schema.TaggedError<GradcheckFailed>()("GradcheckFailed", {
+  task: Schema.String,
+  method: Schema.String,
+  relError: Schema.Number,
+  tolerance: Schema.Number,
+  reference: Schema.String
+}) {
+  override get message() {
+    return `${this.method} on ${this.task}: relative error ${this.relError.toExponential(3)} against the ${this.reference} ` +
+      `exceeds --tolerance ${this.tolerance}.`
   }
 }

@@ -7,13 +7,16 @@
  *   summary.json     how it ended: status, final metrics, wall time, and the error if it failed
  *   checkpoint.json  the UL state after the last checkpointed step (see `checkpoint.ts`)
  *   x.npy, z.npy, y.npy  the learned variables, NumPy arrays written with each checkpoint and at the end (`arrays.ts`)
+ *   run.lock         while a process writes the directory: its pid and host (see `runLock.ts`)
  *
  * Steps are appended as they happen, so a failed or killed run keeps everything up to its last step;
- * files that are replaced whole (checkpoint, truncated steps on resume) are written atomically.
+ * every file written whole (run.json, summary, checkpoint, truncated steps on resume) is written
+ * atomically, and a summary torn by something else is rebuilt from the steps when read.
  */
-import { Effect, FileSystem, Schema } from "effect"
+import { Effect, FileSystem, type PlatformError, Schema } from "effect"
+import * as path from "node:path"
 import { Cost } from "../domain/Cost.ts"
-import { RunRecordError } from "../domain/errors.ts"
+import { RunRecordError, systemProblem } from "../domain/errors.ts"
 
 export { Cost }
 
@@ -54,14 +57,19 @@ export const StepRecord = Schema.StructWithRest(
 export type StepRecord = typeof StepRecord.Type
 
 export const Summary = Schema.Struct({
-  status: Schema.Literals(["completed", "failed"]),
+  /** `interrupted`: stopped by a signal (or its summary was lost) before the end; `bilevel resume` continues it. */
+  status: Schema.Literals(["completed", "failed", "interrupted"]),
   outerSteps: Schema.Number,
   final: Schema.Record(Schema.String, Schema.Unknown),
   /** Wall time of the session that finished the run (the last resume, if any). */
   wallMs: Schema.Number,
   error: Schema.optional(Schema.String),
   /** The outer step the last `bilevel resume` continued from. */
-  resumedFrom: Schema.optional(Schema.Number)
+  resumedFrom: Schema.optional(Schema.Number),
+  /** The signal that interrupted the run. */
+  signal: Schema.optional(Schema.String),
+  /** Set when summary.json was unreadable and this summary was rebuilt from steps.ndjson: why. */
+  rebuilt: Schema.optional(Schema.String)
 })
 export type Summary = typeof Summary.Type
 
@@ -72,9 +80,19 @@ export interface RunRecord {
   readonly summary: Summary | undefined
 }
 
-export const files = { info: "run.json", steps: "steps.ndjson", summary: "summary.json", checkpoint: "checkpoint.json" } as const
+export const files = {
+  info: "run.json",
+  steps: "steps.ndjson",
+  summary: "summary.json",
+  checkpoint: "checkpoint.json",
+  lock: "run.lock"
+} as const
 
 const fail = (path: string, problem: string) => new RunRecordError({ path, problem })
+
+/** A failed file operation on `path` as a run-record error: `cannot be written: ENOSPC: …`. */
+export const fileFailure = (path: string, what: string) => (error: PlatformError.PlatformError) =>
+  fail(path, `cannot be ${what}: ${systemProblem(error)}`)
 
 const decodeJson = <S extends Schema.Top>(schema: S, path: string) => (text: string) =>
   Effect.try({ try: () => JSON.parse(text) as unknown, catch: () => fail(path, "is not valid JSON") }).pipe(
@@ -85,7 +103,12 @@ const decodeJson = <S extends Schema.Top>(schema: S, path: string) => (text: str
 const readText = Effect.fnUntraced(function*(dir: string, name: string) {
   const fs = yield* FileSystem.FileSystem
   return yield* fs.readFileString(`${dir}/${name}`).pipe(
-    Effect.mapError(() => fail(`${dir}/${name}`, "cannot be read (is this a run directory?)"))
+    Effect.mapError((e) =>
+      fail(
+        `${dir}/${name}`,
+        e.reason._tag === "NotFound" ? "does not exist (is this a run directory?)" : `cannot be read: ${systemProblem(e)}`
+      )
+    )
   )
 })
 
@@ -93,13 +116,31 @@ const readText = Effect.fnUntraced(function*(dir: string, name: string) {
 export const readInfo = (dir: string) =>
   readText(dir, files.info).pipe(Effect.flatMap(decodeJson(RunInfo, `${dir}/${files.info}`)))
 
-/** The summary.json of a run directory, if the run got to write one. */
+/**
+ * The summary.json of a run directory, if the run got to write one. A summary that is empty, torn
+ * or not a summary (the record of a release that wrote it in place, killed mid-write; a damaged
+ * disk) is rebuilt from steps.ndjson, status `interrupted` so that `resume` can finish the run,
+ * with `rebuilt` saying why; only when the steps cannot be read either is it an error.
+ */
 export const readSummary = Effect.fnUntraced(function*(dir: string) {
   const fs = yield* FileSystem.FileSystem
   const hasSummary = yield* fs.exists(`${dir}/${files.summary}`).pipe(Effect.orElseSucceed(() => false))
-  return hasSummary
-    ? yield* readText(dir, files.summary).pipe(Effect.flatMap(decodeJson(Summary, `${dir}/${files.summary}`)))
-    : undefined
+  if (!hasSummary) return undefined
+  const decoded = yield* readText(dir, files.summary).pipe(
+    Effect.flatMap(decodeJson(Summary, `${dir}/${files.summary}`)),
+    Effect.result
+  )
+  if (decoded._tag === "Success") return decoded.success
+  const steps = yield* readSteps(dir).pipe(Effect.mapError(() => decoded.failure))
+  const last = steps.at(-1)
+  const { cost: _cost, ms: _ms, t: _t, ...metrics } = last ?? { cost: undefined, ms: undefined, t: undefined }
+  return {
+    status: "interrupted",
+    outerSteps: steps.length,
+    final: metrics,
+    wallMs: 0,
+    rebuilt: `${files.summary} ${decoded.failure.problem}; rebuilt from ${files.steps} (${steps.length} steps)`
+  } satisfies Summary as Summary
 })
 
 /**
@@ -143,9 +184,13 @@ export const writeAtomically = Effect.fnUntraced(function*(path: string, text: s
     const file = yield* fs.open(temporary, { flag: "w" })
     yield* file.writeAll(typeof text === "string" ? new TextEncoder().encode(text) : text)
     yield* file.sync
-  }))
-  yield* fs.rename(temporary, path)
-}, (effect, path) => Effect.mapError(effect, (e) => fail(path, `cannot be written: ${e.message}`)))
+  })).pipe(
+    Effect.andThen(fs.rename(temporary, path)),
+    // A full disk or a revoked permission leaves no orphan temporary file behind.
+    Effect.tapError(() => fs.remove(temporary, { force: true }).pipe(Effect.ignore)),
+    Effect.mapError(fileFailure(path, "written"))
+  )
+})
 
 export interface Writer {
   readonly dir: string
@@ -153,35 +198,62 @@ export interface Writer {
   readonly finish: (summary: Summary) => Effect.Effect<void, RunRecordError>
 }
 
-const fileWriter = (fs: FileSystem.FileSystem, dir: string) => (name: string, text: string, flag: "w" | "a") =>
-  fs.writeFileString(`${dir}/${name}`, text, { flag }).pipe(
-    Effect.mapError((e) => fail(`${dir}/${name}`, `cannot be written: ${e.message}`))
-  )
+const writerOf = (fs: FileSystem.FileSystem, dir: string): Writer => ({
+  dir,
+  appendStep: (step) =>
+    fs.writeFileString(`${dir}/${files.steps}`, JSON.stringify(step) + "\n", { flag: "a" }).pipe(
+      Effect.mapError(fileFailure(`${dir}/${files.steps}`, "written"))
+    ),
+  finish: (summary) =>
+    writeAtomically(`${dir}/${files.summary}`, JSON.stringify(summary, null, 2) + "\n").pipe(
+      Effect.provideService(FileSystem.FileSystem, fs)
+    )
+})
 
-const writerOf = (fs: FileSystem.FileSystem, dir: string): Writer => {
-  const write = fileWriter(fs, dir)
-  return {
-    dir,
-    appendStep: (step) => write(files.steps, JSON.stringify(step) + "\n", "a"),
-    finish: (summary) => write(files.summary, JSON.stringify(summary, null, 2) + "\n", "w")
-  }
-}
-
-/** Creates `dir` (which must not exist yet, so nothing is overwritten) and writes run.json. */
-export const writer = Effect.fnUntraced(function*(dir: string, info: RunInfo) {
+/**
+ * Creates the run directory `dir`, which must not exist yet (so nothing is overwritten): missing
+ * parents one at a time below the nearest existing one, which must be a directory, and `dir` itself
+ * exclusively, so that of two runs given the same `--out` one fails. (Node's recursive mkdir spins
+ * forever under /proc, where mkdir answers ENOENT; one level at a time, that answer is an error.)
+ */
+export const makeRunDirectory = Effect.fnUntraced(function*(dir: string) {
   const fs = yield* FileSystem.FileSystem
-  const exists = yield* fs.exists(dir).pipe(Effect.orElseSucceed(() => false))
-  if (exists) {
+  const remedy = "Choose a writable --out directory on a real file system"
+  const missing: Array<string> = []
+  let parent = path.resolve(dir)
+  while (!(yield* fs.exists(parent).pipe(Effect.orElseSucceed(() => false)))) {
+    missing.unshift(parent)
+    if (path.dirname(parent) === parent) break
+    parent = path.dirname(parent)
+  }
+  if (missing.length === 0) {
     return yield* fail(dir, "already exists; choose another --out directory or remove it (runs are never overwritten)")
   }
-  yield* fs.makeDirectory(dir, { recursive: true }).pipe(
-    Effect.mapError((e) => fail(dir, `cannot be created: ${e.message}. Choose a writable --out directory`))
-  )
-  const write = fileWriter(fs, dir)
-  yield* write(files.info, JSON.stringify(info, null, 2) + "\n", "w")
-  yield* write(files.steps, "", "w")
+  const info = yield* fs.stat(parent).pipe(Effect.mapError(fileFailure(parent, "inspected")))
+  if (info.type !== "Directory") return yield* fail(dir, `cannot be created: ${parent} is not a directory. ${remedy}`)
+  yield* Effect.forEach(missing, (level) =>
+    fs.makeDirectory(level).pipe(
+      Effect.mapError((e) =>
+        fail(
+          dir,
+          e.reason._tag === "AlreadyExists"
+            ? "already exists; choose another --out directory or remove it (runs are never overwritten)"
+            : `cannot be created: ${systemProblem(e)}. ${remedy}`
+        )
+      )
+    ), { discard: true })
+})
+
+/** Starts the record in the new, empty run directory `dir`: run.json and an empty steps.ndjson. */
+export const start = Effect.fnUntraced(function*(dir: string, info: RunInfo) {
+  const fs = yield* FileSystem.FileSystem
+  yield* writeAtomically(`${dir}/${files.info}`, JSON.stringify(info, null, 2) + "\n")
+  yield* writeAtomically(`${dir}/${files.steps}`, "")
   return writerOf(fs, dir)
 })
+
+/** Creates `dir` (see {@link makeRunDirectory}) and starts its record. */
+export const writer = (dir: string, info: RunInfo) => Effect.andThen(makeRunDirectory(dir), start(dir, info))
 
 /**
  * Reopens an interrupted run directory to continue it: steps.ndjson is cut back to `steps` (those
@@ -192,7 +264,7 @@ export const reopen = Effect.fnUntraced(function*(dir: string, steps: ReadonlyAr
   const fs = yield* FileSystem.FileSystem
   yield* writeAtomically(`${dir}/${files.steps}`, steps.map((step) => JSON.stringify(step) + "\n").join(""))
   yield* fs.remove(`${dir}/${files.summary}`, { force: true }).pipe(
-    Effect.mapError((e) => fail(`${dir}/${files.summary}`, `cannot be removed: ${e.message}`))
+    Effect.mapError(fileFailure(`${dir}/${files.summary}`, "removed"))
   )
   return writerOf(fs, dir)
 })

@@ -21,7 +21,7 @@ import { RunRecordError } from "../domain/errors.ts"
 import { readData } from "../domain/tensors.ts"
 import type { OuterState } from "../solvers/outerLoop.ts"
 import { type OptState, stateTensors } from "../solvers/optimizers.ts"
-import { files, writeAtomically } from "./RunRecord.ts"
+import { fileFailure, files, writeAtomically } from "./RunRecord.ts"
 
 export const TensorData = Schema.Struct({
   dtype: Schema.Literals(["float32", "int32", "bool"]),
@@ -145,9 +145,7 @@ export const read = Effect.fnUntraced(function*(dir: string) {
   const path = `${dir}/${files.checkpoint}`
   const exists = yield* fs.exists(path).pipe(Effect.orElseSucceed(() => false))
   if (!exists) return undefined
-  const text = yield* fs.readFileString(path).pipe(
-    Effect.mapError(() => new RunRecordError({ path, problem: "cannot be read" }))
-  )
+  const text = yield* fs.readFileString(path).pipe(Effect.mapError(fileFailure(path, "read")))
   const json = yield* Effect.try({
     try: () => JSON.parse(text) as unknown,
     catch: () => new RunRecordError({ path, problem: "is not valid JSON: the checkpoint is corrupt" })

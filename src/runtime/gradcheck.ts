@@ -17,7 +17,9 @@ import type { Method } from "../solvers/methods.ts"
 import { stepKey } from "../solvers/outerLoop.ts"
 import { type Bounded, select } from "../solvers/Solver.ts"
 import type { Task, TaskInstance } from "../tasks/Task.ts"
-import { resolveMethod, resolveSettings } from "./settings.ts"
+import { Backend } from "./Backend.ts"
+import { checkMemory } from "./memoryEstimate.ts"
+import { checkCombination, resolveMethod, resolveSettings } from "./settings.ts"
 import { resolveTask } from "./taskModule.ts"
 
 export interface GradcheckRequest {
@@ -27,7 +29,7 @@ export interface GradcheckRequest {
   readonly method: string | Method
   readonly seed: number
   readonly settings: Record<string, unknown>
-  /** Finite-difference step: the largest coordinate move, relative to the size of the coordinates moved (default 0.03). */
+  /** Finite-difference step: the largest coordinate move, relative to the size of the coordinates moved (default 0.1). */
   readonly step?: number | undefined
   /** Above this many coordinates, compare along this many random directions instead. */
   readonly directions?: number | undefined
@@ -47,8 +49,8 @@ export interface GradcheckResult {
   readonly note?: string
 }
 
-/** Measured: float32 rounding dominates below ≈ 1e-2, nonlinearity above ≈ 1e-1 (docs in the CLI's --step). */
-export const defaultStep = 0.03
+/** Of the fourth-order stencil (see {@link finiteDifferences}); measured on hyper-cleaning between 0.03 and 0.3. */
+export const defaultStep = 0.1
 
 /** Implicit, truncated and first-order strategies estimate something other than d/dx of the K-step pipeline. */
 const approximationNote = (solver: Bounded): { readonly note?: string } =>
@@ -68,10 +70,14 @@ const relativeError = (a: ReadonlyArray<number>, b: ReadonlyArray<number>) =>
   euclidean(a.map((ai, i) => ai - b[i]!)) / Math.max(euclidean(b), 1e-12)
 
 /**
- * Differences of the pipeline along each of `directions` in the joint (x, z) space: central, or,
- * where a step would leave X or Y (a point on the boundary, like the toy's z_0 = 2), one-sided
- * second-order differences taken inward — the side the hypergradient through a projection is the
- * derivative of.
+ * Differences of the pipeline along each of `directions` in the joint (x, z) space: central
+ * fourth-order (five points, ±h and ±2h), or, where ±2h would leave X or Y, central second-order at
+ * a third of the step, or, where even that would (a point on the boundary, like the toy's z_0 = 2),
+ * one-sided second-order differences taken inward — the side the hypergradient through a projection
+ * is the derivative of. Fourth order because the pipeline runs in float32: the rounding error of a
+ * difference quotient grows as 1/h, and a truncation error that shrinks as h⁴ lets h grow. Measured
+ * on hyper-cleaning (RHG, K = 5, 40 examples; relative error to the hypergradient): second order
+ * 3.3e-4 (linear) and 6.3e-4 (mlp) at its best h = 0.03, fourth order 1.1e-4 and 2.1e-4 at h = 0.1.
  */
 const finiteDifferences = (
   solver: Bounded,
@@ -88,7 +94,8 @@ const finiteDifferences = (
   const feasible = (p: ReadonlyArray<number>) => {
     const [x, z] = split(p)
     const same = (v: ReadonlyArray<number>, project: (t: tf.Tensor) => tf.Tensor) =>
-      tensorScope(Effect.map(readVector(project(tf.tensor1d([...v]))), (w) => w.every((wi, i) => wi === v[i])))
+      // Against the float32 the point becomes: a move that merely rounds is not a move out of the set.
+      tensorScope(Effect.map(readVector(project(tf.tensor1d([...v]))), (w) => w.every((wi, i) => wi === Math.fround(v[i]!))))
     return Effect.map(Effect.all([same(x, projectX), same(z, projectY)]), ([a, b]) => a && b)
   }
   const value = (p: ReadonlyArray<number>) =>
@@ -101,7 +108,15 @@ const finiteDifferences = (
       // The largest coordinate moves by step × the size of the coordinates it moves (1 where they are
       // all 0): small LL weights get small moves, and along a random unit direction in n dimensions,
       // where each coordinate moves only ~h/√n, the step grows so float32 rounding does not drown it.
-      const h = step * (largest(point.filter((_, i) => d[i] !== 0)) || 1) / largest(d)
+      const scale = (largest(point.filter((_, i) => d[i] !== 0)) || 1) / largest(d)
+      const wide = step * scale
+      const along = (t: number) => point.map((p, i) => p + t * wide * d[i]!)
+      const [wideForward, wideBackward] = yield* Effect.all([feasible(along(2)), feasible(along(-2))])
+      if (wideForward && wideBackward) {
+        const [p1, m1, p2, m2] = yield* Effect.all([value(along(1)), value(along(-1)), value(along(2)), value(along(-2))])
+        return (8 * (p1 - m1) - (p2 - m2)) / (12 * wide)
+      }
+      const h = wide / 3
       const at = (t: number) => point.map((p, i) => p + t * h * d[i]!)
       const [forward, backward] = yield* Effect.all([feasible(at(1)), feasible(at(-1))])
       if (forward && backward) {
@@ -179,6 +194,8 @@ export const gradcheck = Effect.fnUntraced(function*(request: GradcheckRequest) 
   const { task } = yield* resolveTask(request.task, request.taskModule)
   const method = yield* resolveMethod(request.method)
   const settings = yield* resolveSettings(task, method, request.settings)
+  yield* checkCombination(settings, request.settings)
+  yield* checkMemory(task, method, settings, (yield* Backend).name)
   const result = yield* Effect.gen(function*() {
     const instance = yield* task.make(settings.task)
     return yield* checkSolver(method.build(settings.task, settings.method), instance, request)

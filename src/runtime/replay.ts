@@ -4,14 +4,16 @@
  *
  * What is compared: every field of every step record — F, k̄, the hypergradient norm, the cost
  * counters (inner and reverse steps, HVPs, peak bytes) and every task metric — and, when the record
- * has a summary, its status, step count, `final` block and error. What is not: the wall-clock fields `ms`
- * and `wallMs`, the only values that depend on the machine rather than on (task, method, config,
- * seed, backend, library versions). With `tolerance` 0 (the default) numbers must be equal bit for
+ * has a summary, its status, step count, `final` block and error. What is not: timings (`ms`, `wallMs`
+ * and any field named `…Ms` or `…MsPerStep`, such as hyper-cleaning's `meanMsPerStep`), the only
+ * values that depend on the machine rather than on (task, method, config, seed, backend, library
+ * versions); host fields (threads, start time, versions) live in run.json, which is not compared. With `tolerance` 0 (the default) numbers must be equal bit for
  * bit: the cpu backend delivers that (so does wasm, as measured; a multi-threaded or GPU backend may
  * reorder floating-point sums between runs). A replay on another backend than the recorded one
  * differs in the last float32 bits from step 0 on; a relative tolerance can be given for it.
  *
- * A record without a summary (a killed run) is replayed up to its last recorded step; a failed run
+ * A record without a summary (a killed run), with an `interrupted` one or one rebuilt from its steps is
+ * replayed up to its last recorded step and only its steps are compared; a failed run
  * (say `Diverged`) is replayed to its failure, and its steps and status are compared like any other.
  */
 import { Effect, FileSystem } from "effect"
@@ -20,11 +22,13 @@ import { Backend } from "./Backend.ts"
 import * as RunRecord from "./RunRecord.ts"
 import { run, type RunRequest } from "./run.ts"
 
-/** Fields never compared: wall-clock times. */
-export const timingFields: ReadonlyArray<string> = ["ms", "wallMs"]
+/** Fields never compared, wherever they occur: wall-clock times, by the naming rule `ms`, `…Ms`, `…MsPerStep`. */
+export const timingFields: ReadonlyArray<string> = ["ms", "*Ms", "*MsPerStep"]
+
+const isTiming = (name: string) => name === "ms" || /Ms(PerStep)?$/.test(name)
 
 export interface CompareOptions {
-  /** Field names skipped wherever they occur (matched against the last segment of a path). */
+  /** Field names skipped wherever they occur (matched against the last segment of a path), besides the timings. */
   readonly ignore?: ReadonlyArray<string>
   /** Largest relative difference |a − b| / max(|a|, |b|) accepted between two numbers; 0: bit-identical. */
   readonly tolerance?: number
@@ -63,12 +67,13 @@ export const firstFieldDifference = (
   replayed: unknown,
   options: CompareOptions = {}
 ): { readonly field: string; readonly recorded: unknown; readonly replayed: unknown } | undefined => {
-  const ignore = new Set(options.ignore ?? timingFields)
+  const ignore = new Set(options.ignore ?? [])
+  const skipped = (name: string) => isTiming(name) || ignore.has(name)
   const a = leaves(recorded, "", new Map())
   const b = leaves(replayed, "", new Map())
   const paths = [...new Set([...a.keys(), ...b.keys()])]
   const field = paths.find((path) =>
-    !ignore.has(path.split(".").at(-1)!) && (a.has(path) !== b.has(path) || !sameValue(a.get(path), b.get(path), options.tolerance ?? 0))
+    !skipped(path.split(".").at(-1)!) && (a.has(path) !== b.has(path) || !sameValue(a.get(path), b.get(path), options.tolerance ?? 0))
   )
   return field === undefined ? undefined : { field, recorded: a.get(field), replayed: b.get(field) }
 }
@@ -140,7 +145,9 @@ export interface ReplayReport {
 export const replay = Effect.fnUntraced(function*(request: ReplayRequest) {
   const backend = yield* Backend
   const fs = yield* FileSystem.FileSystem
-  const recorded = yield* RunRecord.read(request.dir)
+  const read = yield* RunRecord.read(request.dir)
+  // Only a summary the run wrote at its end is compared; an interrupted or rebuilt one says where it stopped.
+  const recorded = read.summary?.status === "interrupted" ? { ...read, summary: undefined } : read
   const { info } = recorded
   const out = request.out ?? `${yield* fs.makeTempDirectoryScoped({ prefix: "bilevel-replay-" }).pipe(Effect.orDie)}/run`
   const replayed = yield* run({
@@ -159,7 +166,7 @@ export const replay = Effect.fnUntraced(function*(request: ReplayRequest) {
     Effect.catchTag("Diverged", () => Effect.void),
     Effect.andThen(RunRecord.read(out))
   )
-  const options = { ignore: request.ignore ?? timingFields, tolerance: request.tolerance ?? 0 }
+  const options = { ignore: request.ignore ?? [], tolerance: request.tolerance ?? 0 }
   const difference = firstDifference(recorded, replayed, options)
   const current = yield* RunRecord.readInfo(out)
   const changes = Object.entries(info.versions).filter(([name, version]) => current.versions[name] !== version)
@@ -173,7 +180,7 @@ export const replay = Effect.fnUntraced(function*(request: ReplayRequest) {
     identical: difference === undefined,
     recordedSteps: recorded.steps.length,
     replayedSteps: replayed.steps.length,
-    ignored: options.ignore,
+    ignored: [...timingFields, ...options.ignore],
     tolerance: options.tolerance,
     ...(difference === undefined ? {} : { firstDifference: difference }),
     ...(changes.length === 0 ? {} : {

@@ -5,7 +5,7 @@
  * the error, so nothing it computed is lost, and a killed one can be continued by {@link resume}.
  */
 import * as tf from "@tensorflow/tfjs-core"
-import { Cause, Effect, Exit, Stream } from "effect"
+import { Cause, Console, Effect, Exit, Stream } from "effect"
 import { RunRecordError } from "../domain/errors.ts"
 import { fullBatch } from "../domain/Problem.ts"
 import * as Random from "../domain/Random.ts"
@@ -20,10 +20,12 @@ import type { Task } from "../tasks/Task.ts"
 import { Backend } from "./Backend.ts"
 import * as Arrays from "./arrays.ts"
 import * as Checkpoint from "./checkpoint.ts"
+import { checkMemory } from "./memoryEstimate.ts"
 import { gitState, versions } from "./provenance.ts"
+import * as RunLock from "./runLock.ts"
 import * as RunRecord from "./RunRecord.ts"
 import type { StepRecord } from "./RunRecord.ts"
-import { findMethod, type ResolvedSettings, resolveMethod, resolveSettings } from "./settings.ts"
+import { checkCombination, findMethod, type ResolvedSettings, resolveMethod, resolveSettings } from "./settings.ts"
 import { resolveTask } from "./taskModule.ts"
 
 export interface RunRequest {
@@ -48,6 +50,8 @@ export interface RunRequest {
   readonly stopAfter?: number | undefined
   /** The command line that asked for the run, recorded in run.json. */
   readonly command?: ReadonlyArray<string> | undefined
+  /** End cleanly on SIGINT/SIGTERM (see {@link runSession}); for a command-line process, which owns its signals. */
+  readonly handleSignals?: boolean | undefined
 }
 
 export interface RunResult {
@@ -105,6 +109,7 @@ interface Session {
   /** Outer steps the run ends after. */
   readonly total: number
   readonly onStep?: RunRequest["onStep"]
+  readonly handleSignals?: boolean | undefined
   /** Where a resumed session starts: the steps recorded before it, and the checkpoint they end at. */
   readonly resume?: {
     readonly steps: ReadonlyArray<StepRecord>
@@ -112,8 +117,31 @@ interface Session {
   }
 }
 
-/** Runs the outer loop of `session` and writes its summary, failed or not. */
-const runSession = Effect.fnUntraced(function*(session: Session) {
+/** The signals that end a command-line run cleanly. */
+const stopSignals: ReadonlyArray<NodeJS.Signals> = ["SIGINT", "SIGTERM"]
+
+/**
+ * Runs the outer loop of `session` and writes its summary, failed or not. With `handleSignals`, a
+ * first SIGINT/SIGTERM lets the current outer step finish, checkpoints it, writes the summary with
+ * status `interrupted` and prints how to resume; the session is uninterruptible meanwhile (the
+ * runtime's own interruption of the process takes effect after it, exiting 130). A second signal
+ * abandons the step at once: the record then ends at its previous checkpoint, which resume reads.
+ */
+const runSession = (session: Session) => {
+  if (!session.handleSignals) return sessionLoop(session, {})
+  const stop: { signal?: NodeJS.Signals } = {}
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stop.signal !== undefined) process.exit(130)
+    stop.signal = signal
+  }
+  return Effect.acquireUseRelease(
+    Effect.sync(() => stopSignals.forEach((s) => process.on(s, onSignal))),
+    () => sessionLoop(session, stop),
+    () => Effect.sync(() => stopSignals.forEach((s) => process.removeListener(s, onSignal)))
+  ).pipe(Effect.uninterruptible)
+}
+
+const sessionLoop = Effect.fnUntraced(function*(session: Session, stop: { readonly signal?: NodeJS.Signals }) {
   const started = performance.now()
   const { checkpointEvery, resume, task, writer } = session
   const records: Array<StepRecord> = [...(resume?.steps ?? [])]
@@ -133,13 +161,15 @@ const runSession = Effect.fnUntraced(function*(session: Session) {
     const train: LowerTraining = (x, z) => Effect.map(lowerSolution(trained, fullBatch(instance.problem), x, z), ({ y }) => y)
     yield* outerSteps(solver, instance.problem, start, instance.optimizers, Random.key(session.seed)).pipe(
       Stream.take(Math.max(0, session.total - start.t)),
+      Stream.takeUntil(() => stop.signal !== undefined),
       Stream.runForEach((step) =>
         Effect.gen(function*() {
           const record = toRecord(step, yield* instance.metrics(step, train))
           records.push(record)
           // Recorded before its checkpoint, so steps.ndjson always reaches the last checkpoint.
           yield* writer.appendStep(record)
-          const checkpointed = checkpointEvery > 0 && step.after.t % checkpointEvery === 0
+          // A signal ends the loop after this step: checkpoint it, so resume goes on from here.
+          const checkpointed = (checkpointEvery > 0 && step.after.t % checkpointEvery === 0) || stop.signal !== undefined
           if (checkpointed) {
             yield* Checkpoint.write(writer.dir, yield* Checkpoint.capture(step.after, rng.state()))
           }
@@ -154,14 +184,26 @@ const runSession = Effect.fnUntraced(function*(session: Session) {
   }).pipe(Effect.scoped, tensorScope, Effect.provide(Rng.layer(session.seed)))
   const exit = yield* Effect.exit(loop)
   const wallMs = performance.now() - started
+  const interrupted = Exit.isSuccess(exit) && stop.signal !== undefined && records.length < session.total
   yield* writer.finish({
-    status: Exit.isSuccess(exit) ? "completed" : "failed",
+    status: Exit.isFailure(exit) ? "failed" : interrupted ? "interrupted" : "completed",
     outerSteps: records.length,
     final: Exit.isSuccess(exit) ? exit.value : {},
     wallMs,
     ...(Exit.isFailure(exit) ? { error: describeFailure(exit.cause) } : {}),
-    ...(resume === undefined ? {} : { resumedFrom: resume.checkpoint?.step ?? 0 })
-  })
+    ...(resume === undefined ? {} : { resumedFrom: resume.checkpoint?.step ?? 0 }),
+    ...(interrupted ? { signal: stop.signal } : {})
+  }).pipe(
+    // When the loop failed (a full disk, say), its error is the one to report: a summary that cannot
+    // be written either leaves the record unfinished, which every reader and resume accept.
+    Effect.catch((e) => Exit.isFailure(exit) ? Effect.void : Effect.fail(e))
+  )
+  if (interrupted) {
+    yield* Console.error(
+      `${stop.signal} after outer step ${records.length} of ${session.total}: checkpoint and summary written. ` +
+        `Continue with: bilevel resume ${writer.dir}`
+    )
+  }
   const final = yield* exit
   return { final, outerSteps: records.length, wallMs }
 })
@@ -174,7 +216,12 @@ export const run = Effect.fnUntraced(function*(request: RunRequest) {
   const settings = yield* resolveSettings(task, method, request.settings)
   const config = { ...settings.task, ...settings.method }
   const checkpointEvery = request.checkpointEvery ?? defaultCheckpointEvery
-  const writer = yield* RunRecord.writer(request.out ?? defaultRunDir(task.name, method.name), {
+  yield* checkCombination(settings, request.settings)
+  yield* checkMemory(task, method, settings, backend.name)
+  const dir = request.out ?? defaultRunDir(task.name, method.name)
+  yield* RunRecord.makeRunDirectory(dir)
+  yield* RunLock.hold(dir)
+  const writer = yield* RunRecord.start(dir, {
     task: task.name,
     method: method.name,
     label: request.label ?? method.name,
@@ -197,7 +244,8 @@ export const run = Effect.fnUntraced(function*(request: RunRequest) {
     writer,
     checkpointEvery,
     total: Math.min(settings.task.outerSteps, request.stopAfter ?? Infinity),
-    onStep: request.onStep
+    onStep: request.onStep,
+    handleSignals: request.handleSignals
   })
   return {
     task: task.name,
@@ -208,12 +256,13 @@ export const run = Effect.fnUntraced(function*(request: RunRequest) {
     runDir: writer.dir,
     ...ended
   } satisfies RunResult
-})
+}, Effect.scoped)
 
 export interface ResumeRequest {
   /** A run directory written by {@link run}, interrupted or failed. */
   readonly dir: string
   readonly onStep?: RunRequest["onStep"]
+  readonly handleSignals?: boolean | undefined
 }
 
 /**
@@ -225,6 +274,8 @@ export interface ResumeRequest {
 export const resume = Effect.fnUntraced(function*(request: ResumeRequest) {
   const { dir } = request
   const backend = yield* Backend
+  // Held before anything is read: a second resume (or the run itself, still going) is refused here.
+  yield* RunLock.hold(dir)
   const info = yield* RunRecord.readInfo(dir)
   const summary = yield* RunRecord.readSummary(dir)
   if (summary?.status === "completed") {
@@ -252,6 +303,7 @@ export const resume = Effect.fnUntraced(function*(request: ResumeRequest) {
     checkpointEvery,
     total: settings.task.outerSteps,
     onStep: request.onStep,
+    handleSignals: request.handleSignals,
     resume: { steps, checkpoint }
   })
   return {
@@ -264,7 +316,7 @@ export const resume = Effect.fnUntraced(function*(request: ResumeRequest) {
     resumedFrom: checkpoint?.step ?? 0,
     ...ended
   } satisfies RunResult
-})
+}, Effect.scoped)
 
 /** tfjs tensors alive now (tests assert a run leaves this unchanged). */
 export const liveTensors = (): number => tf.memory().numTensors

@@ -80,3 +80,22 @@ export const resolveSettings = Effect.fnUntraced(function*(task: Task, method: M
     method: (yield* decode(method.settings, pick(methodKeys), `${method.name} method`)) as Record<string, unknown>
   } satisfies ResolvedSettings
 })
+
+/**
+ * Refuses settings each valid alone but not together, with the remedy; checked before a run or a
+ * gradcheck starts (the JSON Schema, key by key, cannot say them). Only a value the user chose
+ * (`values`, the raw settings) conflicts: T-RHG's default lastM with fewer inner steps
+ * differentiates them all, as documented.
+ */
+export const checkCombination = (settings: ResolvedSettings, values: Record<string, unknown>): Effect.Effect<void, InvalidConfig> => {
+  const { innerSteps } = settings.task
+  const { lastM } = settings.method
+  return "lastM" in values && typeof lastM === "number" && lastM > innerSteps
+    ? Effect.fail(
+      new InvalidConfig({
+        message: `lastM=${lastM} exceeds innerSteps=${innerSteps}: T-RHG differentiates the last M of the K inner steps, ` +
+          `so M ≤ K. Lower lastM or raise innerSteps (lastM = innerSteps is RHG).`
+      })
+    )
+    : Effect.void
+}

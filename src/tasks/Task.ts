@@ -44,6 +44,20 @@ export interface Task<S extends CommonSettings = CommonSettings> {
   readonly description: string
   readonly settings: Schema.Codec<S, unknown>
   readonly make: (settings: S) => Effect.Effect<TaskInstance, DatasetError, Rng | Scope.Scope | FileSystem.FileSystem>
+  /**
+   * What sets a configuration's memory, known before anything is allocated (the runtime's memory
+   * estimate). A task without it (a user's, say) is not checked before it starts.
+   */
+  readonly size?: (settings: S) => TaskSize
+}
+
+export interface TaskSize {
+  /** Elements of the LL variable y. */
+  readonly y: number
+  /** Elements an LL step keeps for the reverse pass besides its iterate (activations, class probabilities). */
+  readonly residuals: number
+  /** Bytes of data the instance holds for the whole run. */
+  readonly dataBytes: number
 }
 
 /** Erases a task's settings type for the registry (settings are decoded by its own schema first). */

@@ -22,6 +22,8 @@ export interface TaskDefinition<S extends CommonSettings> {
   /** Decodes the task's settings (`--set`, `--config`): a Struct holding at least {@link commonSettings}. */
   readonly settings: Schema.Codec<S, unknown>
   readonly make: (settings: S) => Effect.Effect<TaskInstanceInput, DatasetError, Rng | Scope.Scope | FileSystem.FileSystem>
+  /** Sizes for the memory check before a run starts (see `Task.size`); without them the check is skipped. */
+  readonly size?: NonNullable<Task<S>["size"]>
 }
 
 /** A task for the `bilevel` CLI (`bilevel run ./module.ts`), `run`, `gradcheck` and `optimize`. */

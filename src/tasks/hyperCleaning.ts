@@ -205,6 +205,17 @@ export const hyperCleaning = erase<HyperCleaningSettings>({
   description: "Data hyper-cleaning (IAPTT-GM Eq. 12): learn a weight σ(x_i) per corrupted training example; " +
     "linear or MLP net on (Fashion)MNIST",
   settings: Settings,
+  size: (s) => {
+    const pixels = 28 * 28
+    const width = s.net === "mlp" ? s.hidden : 0
+    return {
+      y: s.net === "mlp" ? (pixels + 1) * s.hidden + (s.hidden + 1) * classes : (pixels + 1) * classes,
+      // Per training example of an LL step: the class probabilities, and the hidden activations of the mlp.
+      residuals: (s.lowerBatch > 0 ? s.lowerBatch : s.trainSize) * (classes + width),
+      // The training file (60 000 bytes-per-pixel images) and the three splits in float32.
+      dataBytes: 60_000 * pixels + 4 * pixels * (s.trainSize + s.valSize + s.testSize)
+    }
+  },
   make: (settings) =>
     Effect.gen(function*() {
       const rng = yield* Rng

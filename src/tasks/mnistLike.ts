@@ -3,7 +3,7 @@
  * {train,t10k}-{images-idx3,labels-idx1}-ubyte, each gzipped (`.gz`) or raw.
  */
 import { Effect, FileSystem } from "effect"
-import { DatasetError } from "../domain/errors.ts"
+import { DatasetError, systemProblem } from "../domain/errors.ts"
 import { readIdx } from "./idx.ts"
 
 export type MnistName = "fashion-mnist" | "mnist"
@@ -77,7 +77,17 @@ const howToGet = (dataset: MnistName | undefined) =>
 const locate = Effect.fnUntraced(function*(options: MnistLikeOptions, name: string) {
   const fs = yield* FileSystem.FileSystem
   for (const candidate of [`${options.dataDir}/${name}`, `${options.dataDir}/${name}.gz`]) {
-    if (yield* fs.exists(candidate).pipe(Effect.orElseSucceed(() => false))) return candidate
+    // Only "not found" means absent: a directory that cannot be searched (EACCES) is reported as such.
+    const found = yield* fs.exists(candidate).pipe(
+      Effect.mapError((e) =>
+        new DatasetError({
+          file: candidate,
+          problem: `cannot be looked up: ${systemProblem(e)}`,
+          hint: `Make ${options.dataDir} readable by this user, or copy the files somewhere that is.`
+        })
+      )
+    )
+    if (found) return candidate
   }
   return yield* new DatasetError({
     file: `${options.dataDir}/${name}[.gz]`,

@@ -82,6 +82,8 @@ export const quadratic = erase<Settings>({
   name: "quadratic",
   description: "Strongly convex quadratic LL with a closed-form hypergradient (ground truth for every strategy)",
   settings: Settings,
+  // A, B, c, t in float64 on the host and float32 as tensors.
+  size: ({ dimX, dimY }) => ({ y: dimY, residuals: dimY, dataBytes: 12 * (dimY * dimY + dimY * dimX + 2 * dimY) }),
   make: (settings) =>
     Effect.gen(function*() {
       const rng = yield* Rng

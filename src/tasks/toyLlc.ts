@@ -51,6 +51,7 @@ export const toyLlc = erase<typeof Settings.Type>({
   name: "toy-llc",
   description: "IAPTT-GM Eq. 13: min ‖x − y₂‖⁴ + ‖y₁ − e‖⁴ s.t. y ∈ argmin ½‖y₁‖² − xᵀy₁, LL solution set not a singleton; x* = e",
   settings: Settings,
+  size: ({ n }) => ({ y: 2 * n, residuals: 2 * n, dataBytes: 0 }),
   make: (settings) =>
     Effect.gen(function*() {
       const rng = yield* Rng

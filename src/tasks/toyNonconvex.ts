@@ -47,6 +47,7 @@ export const toyNonconvex = erase<typeof Settings.Type>({
   name: "toy-nonconvex",
   description: "IAPTT-GM Eq. 10: min x + xy s.t. y ∈ argmin −sin(xy), many LL minimizers; x* = 11π/4, y* = −2",
   settings: Settings,
+  size: () => ({ y: 1, residuals: 1, dataBytes: 0 }),
   make: (settings) =>
     Effect.sync(() => ({
       problem,

@@ -3,7 +3,8 @@
  * TTY and non-TTY output), and short summaries. With `--json`, stdout carries only the JSON result.
  */
 import { SingleBar } from "cli-progress"
-import { Effect } from "effect"
+import { Console, Effect } from "effect"
+import * as RunRecord from "../RunRecord.ts"
 import type { StepRecord } from "../RunRecord.ts"
 
 const format = (v: unknown): string =>
@@ -35,3 +36,14 @@ export const progressBar = (label: string) => {
 /** Renders a flat object as aligned `key: value` lines. */
 export const summaryLines = (o: Record<string, unknown>): string =>
   Object.entries(o).map(([k, v]) => `  ${k}: ${format(v)}`).join("\n")
+
+/** Reads run directories, saying on stderr which summaries had to be rebuilt from their steps (and why). */
+export const readRecords = (dirs: ReadonlyArray<string>) =>
+  Effect.forEach(dirs, (dir) =>
+    RunRecord.read(dir).pipe(
+      Effect.tap((record) =>
+        record.summary?.rebuilt === undefined
+          ? Effect.void
+          : Console.error(`warning: ${dir}/${RunRecord.files.summary}: ${record.summary.rebuilt}`)
+      )
+    ))

@@ -61,11 +61,12 @@ export const replayCommand = Command.make("replay", {
     const report = yield* replay({
       dir: flags.dir,
       out: Option.getOrUndefined(flags.out),
-      ignore: [...timingFields, ...flags.ignore],
+      ignore: flags.ignore,
       tolerance: flags.tolerance,
       onStep: progress?.onStep
     }).pipe(Effect.ensuring(progress?.stop ?? Effect.void), Effect.provide(Backend.layer(backend)))
-    yield* Console.log(flags.json ? JSON.stringify(report) : describe(report))
+    // With --json a difference is printed once, as the ReplayMismatch error object.
+    if (!flags.json || report.identical) yield* Console.log(flags.json ? JSON.stringify(report) : describe(report))
     yield* assertIdentical(report)
   })).pipe(
     Command.withDescription(

@@ -10,12 +10,15 @@ import { decodeSettings, type Experiment } from "../reproduce/Experiment.ts"
 import { experiments } from "../reproduce/experiments.ts"
 import { parseAssignment, settingKeys } from "../settings.ts"
 
-/** `0,1,2` → [0, 1, 2]. */
+/** `0,1,2` → [0, 1, 2]; a repeated seed would be the same run twice, into one run directory. */
 const parseSeeds = (text: string): Effect.Effect<ReadonlyArray<number>, InvalidConfig> => {
   const seeds = text.split(",").map((s) => Number(s.trim()))
-  return seeds.every((s) => Number.isInteger(s)) && seeds.length > 0
-    ? Effect.succeed(seeds)
-    : Effect.fail(new InvalidConfig({ message: `--seeds "${text}" is not a comma-separated list of integers (e.g. --seeds 0,1,2).` }))
+  const repeated = seeds.find((s, i) => seeds.indexOf(s) !== i)
+  return !seeds.every((s) => Number.isInteger(s)) || seeds.length === 0
+    ? Effect.fail(new InvalidConfig({ message: `--seeds "${text}" is not a comma-separated list of integers (e.g. --seeds 0,1,2).` }))
+    : repeated !== undefined
+    ? Effect.fail(new InvalidConfig({ message: `--seeds "${text}" names seed ${repeated} twice: a seed's run is the same every time, so list each once.` }))
+    : Effect.succeed(seeds)
 }
 
 /** The canonical command line of a reproduction, quoted in its report so it can be run again as is. */

@@ -18,7 +18,7 @@ export const resumeCommand = Command.make("resume", {
     const info = yield* RunRecord.readInfo(flags.dir)
     const backend = yield* recordedBackend(flags.dir, info.backend)
     const progress = flags.json ? undefined : progressBar(`resume ${info.task} · ${info.method}`)
-    const result = yield* resume({ dir: flags.dir, onStep: progress?.onStep }).pipe(
+    const result = yield* resume({ dir: flags.dir, onStep: progress?.onStep, handleSignals: true }).pipe(
       Effect.ensuring(progress?.stop ?? Effect.void),
       Effect.provide(Backend.layer(backend))
     )

@@ -11,7 +11,7 @@
 import { Effect, Schema } from "effect"
 import type { FileSystem } from "effect"
 import type { PlatformError } from "effect/PlatformError"
-import type { DatasetError, RunRecordError, TaskModuleError, UnknownName } from "../../domain/errors.ts"
+import type { DatasetError, InsufficientMemory, RunLocked, RunRecordError, TaskModuleError, UnknownName } from "../../domain/errors.ts"
 import { type HypergradientFailed, InvalidConfig, type InvalidSolver } from "../../domain/errors.ts"
 import type { Backend, BackendName } from "../Backend.ts"
 import type { PlotError } from "../plot.ts"
@@ -51,6 +51,8 @@ export type ExperimentError =
   | InvalidConfig
   | UnknownName
   | RunRecordError
+  | RunLocked
+  | InsufficientMemory
   | DatasetError
   | TaskModuleError
   | PlotError
