@@ -207,7 +207,7 @@ layer(cpu)("run records", (it) => {
         )
         assert.include(error.message, "summary.json")
         assert.include(error.message, "ENOSPC")
-        assert.deepStrictEqual(readdirSync(dir).sort(), ["checkpoint.json", "run.json", "steps.ndjson"])
+        assert.deepStrictEqual(readdirSync(dir).sort(), ["checkpoint.json", "run.json", "steps.ndjson", "x.npy", "y.npy", "z.npy"])
         assert.isUndefined((yield* RunRecord.read(dir)).summary, "the record reads as unfinished")
         assert.strictEqual((yield* resume({ dir })).outerSteps, 12)
       }))
