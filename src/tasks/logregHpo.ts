@@ -7,9 +7,8 @@
  *
  * built from softplus, exp, matMul and products, whose second order tfjs gets right
  * (docs/second-order.md). With `lowerBatch` = B > 0 the problem is sampled: each draw takes f on B
- * training rows drawn uniformly with replacement (an unbiased minibatch gradient, the SID paper's
- * ξ), and F likewise on `upperBatch` validation rows. Sampling with replacement costs O(B) per draw,
- * where a permutation would cost O(n) at every LL step.
+ * distinct training rows drawn uniformly (an unbiased minibatch gradient, the SID paper's ξ; B = n is
+ * the full batch), and F likewise on `upperBatch` validation rows.
  *
  * Data: synthetic rows of any size from `dataSeed` (so the problem stays fixed while the run seed
  * varies the minibatches), or two classes of FashionMNIST/MNIST through the IDX loader. The exact
@@ -47,8 +46,8 @@ const Settings = Schema.Struct({
   signal: positive(3, "synthetic: scale of the planted weights (larger: more separable)"),
   regularization: choice(["scalar", "per-feature"], "scalar", "one λ for all of w, or one λ_j per feature"),
   lambda0: finite(-2, "initial λ (every λ_j), the log of the L2 weight e^λ"),
-  lowerBatch: natural(0, "LL minibatch size B: each draw of f takes B training rows with replacement (0: the full batch)"),
-  upperBatch: natural(0, "UL minibatch size: each draw of F takes this many validation rows with replacement (0: all)"),
+  lowerBatch: natural(0, "LL minibatch size B: each draw of f takes B distinct training rows (0: the full batch)"),
+  upperBatch: natural(0, "UL minibatch size: each draw of F takes this many distinct validation rows (0: all)"),
   outerSteps: count(100, "outer (UL) steps tuning λ"),
   innerSteps: count(200, "LL steps t"),
   innerLr: positive(1, "LL step α of the map Φ(w) = w − α∇_w f (contractive for α < 2/(1/4 + e^λ))"),
@@ -84,11 +83,23 @@ const problemOn = (train: SplitTensors, validation: SplitTensors): BilevelProble
   upper: (_x, y) => logisticLoss(validation, y)
 })
 
-/** `size` rows of a split drawn uniformly with replacement (all of it when size is 0). */
+/**
+ * `size` distinct rows of 0 … n−1, uniformly (Floyd's algorithm: O(size) draws, not the O(n) of a
+ * permutation, which would dominate an LL step of a large training set), in increasing order.
+ */
+export const distinctRows = (random: RandomSource, n: number, size: number): Int32Array => {
+  const chosen = new Set<number>()
+  for (let j = n - size; j < n; j++) {
+    const t = random.int(0, j)
+    chosen.add(chosen.has(t) ? j : t)
+  }
+  return Int32Array.from(chosen).sort()
+}
+
+/** `size` rows of a split drawn without replacement (all of it when size is 0). */
 const rowsOf = (split: SplitTensors, random: RandomSource, size: number): SplitTensors => {
   if (size === 0) return split
-  const n = split.features.shape[0]
-  const rows = tf.tensor1d(Int32Array.from({ length: size }, () => random.int(0, n - 1)), "int32")
+  const rows = tf.tensor1d(distinctRows(random, split.features.shape[0], size), "int32")
   return { features: tf.gather(split.features, rows), labels: tf.gather(split.labels, rows) }
 }
 
@@ -149,7 +160,7 @@ export const logregHpo = erase<LogregSettings>({
           x0: tf.fill([dimX], settings.lambda0),
           y0: tf.zeros([p])
         })),
-        (t) => Effect.sync(() => tf.dispose([t.train, t.validation, t.test].flatMap((s) => [s.features, s.labels]).concat([t.x0, t.y0])))
+        (t) => Effect.sync(() => tf.dispose([t.train, t.validation, t.test].flatMap((s): Array<tf.Tensor> => [s.features, s.labels]).concat([t.x0, t.y0])))
       )
       const problem = logregProblem(tensors.train, tensors.validation, settings)
       const [train64, validation64] = [widen(data.train), widen(data.validation)]
