@@ -61,7 +61,7 @@ const lossGradient = (data: LabelledData, w: ArrayLike<number>): Float64Array =>
   pullBack(data, margins(data, w).map((z) => -sigmoid(-z)))
 
 /** e^λ per feature. */
-const decays = (lambda: ReadonlyArray<number>, p: number): Float64Array =>
+export const decays = (lambda: ReadonlyArray<number>, p: number): Float64Array =>
   Float64Array.from({ length: p }, (_, j) => Math.exp(lambda.length === 1 ? lambda[0]! : lambda[j]!))
 
 /** f(λ, w) in float64. */
@@ -94,7 +94,7 @@ const conjugateGradient = (hvp: (v: Float64Array) => Float64Array, b: Float64Arr
 }
 
 /** v ↦ H v at w, H = Aᵀ diag(σ(z)σ(−z)) A / n + diag(e^λ). */
-const hessianAt = (data: LabelledData, d: Float64Array, w: ArrayLike<number>) => {
+export const hessianAt = (data: LabelledData, d: Float64Array, w: ArrayLike<number>) => {
   const curvature = margins(data, w).map((z) => sigmoid(z) * sigmoid(-z))
   return (v: Float64Array): Float64Array => {
     const av = margins(data, v) // b_i a_iᵀv; b_i² = 1 so the labels cancel below
