@@ -142,8 +142,8 @@ export const sid = define({
     "(minibatch: the task's lowerBatch)",
   settings: Schema.Struct({
     sidSchedule: choice(["decreasing", "constant"], "decreasing", "η_t = β/(γ + t), or the constant β/γ (SID)"),
-    sidBeta: positive(2, "β of η_t = β/(γ + t) (SID); the O(1/t) rate needs β(1 − q²) > 1"),
-    sidGamma: positive(2, "γ of η_t = β/(γ + t) (SID); η_0 = β/γ ≤ 1"),
+    sidBeta: positive(8, "β of η_t = β/(γ + t) (SID); the O(1/t) rate needs β(1 − q²) > 1"),
+    sidGamma: positive(16, "γ of η_t = β/(γ + t) (SID); η_0 = β/γ ≤ 1"),
     adjointSteps: count(200, "stochastic adjoint iterations k (SID)")
   }),
   build: ({ innerLr, innerSteps }, settings) => {
