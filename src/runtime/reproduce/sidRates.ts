@@ -12,7 +12,7 @@ import { Effect, FileSystem, Schema } from "effect"
 import * as Random from "../../domain/Random.ts"
 import { make as makeRandom, Rng } from "../../domain/Rng.ts"
 import type { HypergradientFailed, InvalidSolver } from "../../domain/errors.ts"
-import { count, positive, rate } from "../../domain/settings.ts"
+import { choice, count, positive, rate } from "../../domain/settings.ts"
 import { readVector } from "../../domain/tensors.ts"
 import { aidFp, type Method, rhg, sid } from "../../solvers/methods.ts"
 import { solve } from "../../solvers/Solver.ts"
@@ -31,6 +31,7 @@ const list = (value: string, description: string) =>
 const numbers = (text: string) => text.split(",").map((s) => Number(s.trim()))
 
 const Settings = Schema.Struct({
+  parts: choice(["all", "rates", "cost"], "all", "measure the rates, the cost comparison, or both (two processes can share the work)"),
   trainSize: count(1000, "training examples n of the rate measurements"),
   features: count(20, "synthetic features p"),
   lambda0: Schema.Finite.pipe(Schema.withDecodingDefaultKey(Effect.succeed(-2))).annotate({ description: "λ at which every hypergradient is taken", default: -2 }),
@@ -191,7 +192,7 @@ export const sidRates = define({
         }
         return { exact, curves }
       }).pipe(Effect.scoped)
-      const { curves, exact } = yield* rates
+      const { curves, exact } = s.parts === "cost" ? { curves: [], exact: NaN } : yield* rates
 
       // The cheapest point of a doubling grid whose relative error meets the target.
       const cost = Effect.gen(function*() {
@@ -250,11 +251,11 @@ export const sidRates = define({
         }
         return rows
       })
-      const rows = yield* cost
+      const rows = s.parts === "rates" ? [] : yield* cost
 
       const fitted = (c: Curve) => logLogSlope(c.points.filter(([x]) => x >= s.fitFrom && x <= s.fitTo))
-      const slopeT = fitted(curves[0]!)
-      const slopeK = fitted(curves[1]!)
+      const slopeT = curves.length === 0 ? NaN : fitted(curves[0]!)
+      const slopeK = curves.length === 0 ? NaN : fitted(curves[1]!)
       const methods = [...new Set(rows.map((r) => r.method as string))]
       const byMethod = (key: string) => methods.map((m) => ({ name: m, points: rows.filter((r) => r.method === m && Number.isFinite(r[key] as number)).map((r) => [r.n as number, r[key] as number] as const) }))
       const crossover = (key: "evaluations" | "ms") => {
@@ -264,12 +265,12 @@ export const sidRates = define({
         )
         return beyond === undefined ? "not within the sizes measured" : `n = ${beyond.n}`
       }
-      const rateFigure = yield* figure(options.out, "mse-vs-t", `MSE of SID vs LL iterations t (k = ${s.large}, B = ${s.batch})`, "t", "MSE", curves.filter((c) => c.name.startsWith("t")))
-      const kFigure = yield* figure(options.out, "mse-vs-k", `MSE of SID vs adjoint iterations k (t = ${s.large}, B = ${s.batch})`, "k", "MSE", curves.filter((c) => c.name.startsWith("k")))
-      const evalFigure = yield* figure(options.out, "cost-evaluations", `Per-example evaluations to relative error ${s.target}`, "n", "per-example evaluations", byMethod("evaluations"))
-      const timeFigure = yield* figure(options.out, "cost-time", `Wall time (ms) to relative error ${s.target}`, "n", "ms", byMethod("ms"))
+      const rateFigure = curves.length === 0 ? "" : yield* figure(options.out, "mse-vs-t", `MSE of SID vs LL iterations t (k = ${s.large}, B = ${s.batch})`, "t", "MSE", curves.filter((c) => c.name.startsWith("t")))
+      const kFigure = curves.length === 0 ? "" : yield* figure(options.out, "mse-vs-k", `MSE of SID vs adjoint iterations k (t = ${s.large}, B = ${s.batch})`, "k", "MSE", curves.filter((c) => c.name.startsWith("k")))
+      const evalFigure = rows.length === 0 ? "" : yield* figure(options.out, "cost-evaluations", `Per-example evaluations to relative error ${s.target}`, "n", "per-example evaluations", byMethod("evaluations"))
+      const timeFigure = rows.length === 0 ? "" : yield* figure(options.out, "cost-time", `Wall time (ms) to relative error ${s.target}`, "n", "ms", byMethod("ms"))
       const wallMs = performance.now() - started
-      const checks = [
+      const checks = curves.length === 0 ? [] : [
         { name: "slope of MSE vs t ≤ −0.9 (β above the threshold)", passed: slopeT <= -0.9, detail: show(slopeT, 3) },
         { name: "slope of MSE vs k ≤ −0.9 (β above the threshold)", passed: slopeK <= -0.9, detail: show(slopeK, 3) }
       ]
@@ -285,17 +286,21 @@ export const sidRates = define({
         "## Contraction and threshold",
         `Full-batch Hessian at w*: μ = ${show(mu, 4)}, L = ${show(L, 4)}; q = max(|1 − αμ|, |1 − αL|) = ${show(q, 4)} with α = ${s.innerLr}. ` +
         `β(1 − q²) = ${show(s.beta * (1 - q * q), 3)} for β = ${s.beta} (above 1) and ${show(s.smallBeta * (1 - q * q), 3)} for β = ${s.smallBeta} (the too-small run).`,
-        "## MSE vs t and k",
-        rateFigure,
-        kFigure,
-        table(["series", ...grid.map((x) => `${x}`), `slope (${s.fitFrom}–${s.fitTo})`], curves.map((c) => [c.name, ...c.points.map(([, y]) => show(y, 3)), show(fitted(c), 3)])),
-        "## Cost to relative error " + s.target,
-        evalFigure,
-        timeFigure,
-        table(["n", "method", "steps (t = k, K)", "relative error", "per-example evaluations", "ms"], rows.map((r) => [`${r.n}`, `${r.method}`, `${r.steps}`, show(r.error, 3), show(r.evaluations, 3), show(r.ms, 3)])),
-        `SID (B = 100) needs fewer per-example evaluations than AID-FP from ${crossover("evaluations")} on, and less wall time from ${crossover("ms")} on.`,
-        "## Acceptance bars",
-        table(["bar", "verdict", "measured"], checks.map((c) => [c.name, c.passed ? "met" : "NOT met", c.detail]))
+        ...(curves.length === 0 ? [] : [
+          "## MSE vs t and k",
+          rateFigure,
+          kFigure,
+          table(["series", ...grid.map((x) => `${x}`), `slope (${s.fitFrom}–${s.fitTo})`], curves.map((c) => [c.name, ...c.points.map(([, y]) => show(y, 3)), show(fitted(c), 3)])),
+          "## Acceptance bars",
+          table(["bar", "verdict", "measured"], checks.map((c) => [c.name, c.passed ? "met" : "NOT met", c.detail]))
+        ]),
+        ...(rows.length === 0 ? [] : [
+          "## Cost to relative error " + s.target,
+          evalFigure,
+          timeFigure,
+          table(["n", "method", "steps (t = k, K)", "relative error", "per-example evaluations", "ms"], rows.map((r) => [`${r.n}`, `${r.method}`, `${r.steps}`, show(r.error, 3), show(r.evaluations, 3), show(r.ms, 3)])),
+          `SID (B = 100) needs fewer per-example evaluations than AID-FP from ${crossover("evaluations")} on, and less wall time from ${crossover("ms")} on.`
+        ])
       ])
       return { report, checks, wallMs }
     })
