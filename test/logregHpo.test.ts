@@ -8,6 +8,7 @@ import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Layer, Schema } from "effect"
 import { make as makeRng, Rng } from "../src/domain/Rng.ts"
 import * as Backend from "../src/runtime/Backend.ts"
+import { gradcheck } from "../src/runtime/gradcheck.ts"
 import { synthetic, widen } from "../src/tasks/logreg/data.ts"
 import { exactHypergradient, exactUpper, lowerObjective, lowerSolution } from "../src/tasks/logreg/exact.ts"
 import { logregHpo } from "../src/tasks/logregHpo.ts"
@@ -56,6 +57,18 @@ layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer), { timeout: 120_000 
       const f32 = tf.tidy(() => instance.problem.lower(tf.tensor1d([-1]), tf.tensor1d(w)).dataSync()[0]!)
       assert.closeTo(f32, lowerObjective(widen(own.train), [-1], w), 1e-6)
     }).pipe(Effect.scoped))
+
+  it.effect("gradcheck: aid-fp matches the exact hypergradient (scalar and per-feature λ); sid reports its error", () =>
+    Effect.gen(function*() {
+      for (const regularization of ["scalar", "per-feature"]) {
+        const r = yield* gradcheck({ task: "logreg-hpo", method: "aid-fp", seed: 0, settings: { trainSize: 300, features: 6, regularization } })
+        assert.strictEqual(r.reference, "closed-form")
+        assert.isBelow(r.relError, 1e-5, regularization)
+      }
+      const s = yield* gradcheck({ task: "logreg-hpo", method: "sid", seed: 0, settings: { trainSize: 300, features: 6, lowerBatch: 30, innerSteps: 50, adjointSteps: 50 } })
+      assert.isAbove(s.relError, 1e-5) // a stochastic estimate, not the exact value
+      assert.isBelow(s.relError, 0.5)
+    }))
 
   it.effect("rejects a minibatch larger than its split, naming it", () =>
     Effect.gen(function*() {

@@ -50,7 +50,7 @@ const Settings = Schema.Struct({
   upperBatch: natural(0, "UL minibatch size: each draw of F takes this many distinct validation rows (0: all)"),
   outerSteps: count(100, "outer (UL) steps tuning λ"),
   innerSteps: count(200, "LL steps t"),
-  innerLr: positive(1, "LL step α of the map Φ(w) = w − α∇_w f (contractive for α < 2/(1/4 + e^λ))"),
+  innerLr: positive(4, "LL step α of the map Φ(w) = w − α∇_w f: contractive while α(e^λ + L_loss) < 2 (synthetic: L_loss ≈ 0.02, so λ < −0.7 at α = 4)"),
   outerLr: positive(0.05, "UL Adam step for λ"),
   metricsEvery: count(10, "record validation and test loss and accuracy every this many outer steps (and at the last)")
 }).check(Schema.makeFilter((s) => [
