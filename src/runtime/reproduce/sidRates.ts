@@ -25,10 +25,11 @@ import { renderSvg, svgToPng } from "../plot.ts"
 import { define } from "./Experiment.ts"
 import { machine, show, table, writeReport } from "./report.ts"
 
+/** A comma-separated list of numbers (`--set sizes=1000,3000`; a single number arrives parsed as one). */
 const list = (value: string, description: string) =>
-  Schema.String.pipe(Schema.withDecodingDefaultKey(Effect.succeed(value))).annotate({ description, default: value })
+  Schema.Union([Schema.String, Schema.Finite]).pipe(Schema.withDecodingDefaultKey(Effect.succeed(value))).annotate({ description, default: value })
 
-const numbers = (text: string) => text.split(",").map((s) => Number(s.trim()))
+const numbers = (text: string | number) => `${text}`.split(",").map((s) => Number(s.trim()))
 
 const Settings = Schema.Struct({
   parts: choice(["all", "rates", "cost"], "all", "measure the rates, the cost comparison, or both (two processes can share the work)"),
