@@ -125,8 +125,9 @@ layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer), { timeout: 300_000 
 
   it.effect("StocBiO follows its update rules written out by hand on a sampled 2-D quadratic", () =>
     Effect.gen(function*() {
-      const [K, Q, alpha, eta] = [6, 4, 0.3, 0.25]
-      const solver = stocbio.build({ innerSteps: K, innerLr: alpha }, { stocbioTerms: Q, hessianLr: eta, warmStart: false })
+      const [K, Q, alpha] = [6, 4, 0.3]
+      const eta = alpha
+      const solver = stocbio.build({ innerSteps: K, innerLr: alpha }, { stocbioTerms: Q, warmStart: false })
       const solution = yield* solve(solver, sampled, tf.tensor1d(x), tf.tensor1d([0.5, 0.5]), key)
       // y_{s+1} = y_s − α(A_s y_s − (Bx + c))
       const bxc = mv(B, x).map((v, i) => v + c[i]!)

@@ -157,15 +157,12 @@ export const sid = define({
 
 export const stocbio = define({
   name: "stocbio",
-  description: "StocBiO (ICML 2021): K minibatch SGD steps, then a Neumann series whose every factor " +
-    "I − η∇²_yy f̂ is a fresh draw; the paper warm-starts y (--set warmStart=true)",
-  settings: Schema.Struct({
-    stocbioTerms: count(20, "Neumann-series terms Q, each a fresh Hessian draw (StocBiO)"),
-    hessianLr: positive(1, "step η of the Neumann series η Σ_q Π (I − η∇²f̂) (StocBiO)")
-  }),
-  build: (inner, { hessianLr, stocbioTerms }) =>
+  description: "StocBiO (ICML 2021): K minibatch SGD steps, then a Neumann series α Σ_q Π (I − α∇²_yy f̂) ∇_y F " +
+    "with the LL step α and a fresh Hessian draw per factor; the paper warm-starts y (--set warmStart=true)",
+  settings: Schema.Struct({ stocbioTerms: count(20, "Neumann-series terms Q, each a fresh Hessian draw (StocBiO)") }),
+  build: (inner, { stocbioTerms }) =>
     descent(inner).pipe(
-      Solver.hypergradient(implicit(stationarity, neumann({ terms: stocbioTerms, alpha: hessianLr, draws: "fresh" })))
+      Solver.hypergradient(implicit(stationarity, neumann({ terms: stocbioTerms, alpha: inner.innerLr, draws: "fresh" })))
     )
 })
 
