@@ -70,6 +70,14 @@ layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer), { timeout: 120_000 
       assert.isBelow(s.relError, 0.5)
     }))
 
+  it.effect("refuses the same class as both labels, naming it", () =>
+    Effect.gen(function*() {
+      const settings = yield* Schema.decodeUnknownEffect(logregHpo.settings)({ dataset: "fashion-mnist", positiveClass: 3, negativeClass: 3 })
+      const error = yield* Effect.flip(logregHpo.make(settings).pipe(Effect.provide(Rng.layer(0))))
+      assert.strictEqual(error._tag, "DatasetError")
+      assert.include(error.message, "positiveClass and negativeClass are both 3")
+    }).pipe(Effect.scoped))
+
   it.effect("rejects a minibatch larger than its split, naming it", () =>
     Effect.gen(function*() {
       const result = yield* Effect.flip(Schema.decodeUnknownEffect(logregHpo.settings)({ trainSize: 10, lowerBatch: 11 }))

@@ -55,8 +55,7 @@ const Settings = Schema.Struct({
   metricsEvery: count(10, "record validation and test loss and accuracy every this many outer steps (and at the last)")
 }).check(Schema.makeFilter((s) => [
   ...(s.lowerBatch > s.trainSize ? [{ path: ["lowerBatch"], issue: `lowerBatch ${s.lowerBatch} exceeds trainSize ${s.trainSize}` }] : []),
-  ...(s.upperBatch > s.valSize ? [{ path: ["upperBatch"], issue: `upperBatch ${s.upperBatch} exceeds valSize ${s.valSize}` }] : []),
-  ...(s.positiveClass === s.negativeClass ? [{ path: ["negativeClass"], issue: "negativeClass must differ from positiveClass" }] : [])
+  ...(s.upperBatch > s.valSize ? [{ path: ["upperBatch"], issue: `upperBatch ${s.upperBatch} exceeds valSize ${s.valSize}` }] : [])
 ]))
 export type LogregSettings = typeof Settings.Type
 
@@ -124,6 +123,13 @@ export const logregData = (settings: LogregSettings) =>
       return synthetic(rng, { ...settings, noise: settings.labelNoise, scale: settings.signal })
     }
     const dir = yield* datasetDir(settings.dataset, settings.dataDir)
+    if (settings.positiveClass === settings.negativeClass) {
+      return yield* new DatasetError({
+        file: `${dir} (train split)`,
+        problem: `positiveClass and negativeClass are both ${settings.positiveClass}, so every label would be +1`,
+        hint: "Pick two different classes, e.g. --set positiveClass=0 --set negativeClass=6 (T-shirt vs shirt)."
+      })
+    }
     const source = yield* loadMnistLike({ dataDir: dir, split: "train", dataset: settings.dataset })
     const available = pairSize(source, settings.positiveClass, settings.negativeClass)
     const wanted = settings.trainSize + settings.valSize + settings.testSize
