@@ -35,12 +35,15 @@ const settings: Record<string, { readonly defaults: Record<string, unknown>; rea
  * apply on toy-llc: their null-space part never reaches the x-gradient.
  */
 const illPosed = (task: string, method: string) =>
-  (task.startsWith("hyper-cleaning") && ["ls", "ns", "aid-fp"].includes(method)) || (task === "toy-llc" && method === "ls")
+  (task.startsWith("hyper-cleaning") && ["ls", "ns", "aid-fp", "sid", "stocbio"].includes(method)) || (task === "toy-llc" && method === "ls")
 /** The strategies that assume a converged LL or truncate, with budgets large enough for them. */
 const budgets: Record<string, Record<string, unknown>> = {
   ls: { cgIters: 30 },
   ns: { neumannTerms: 150 },
   "aid-fp": { fpIters: 150 },
+  // On a full-batch task SID with η ≡ 1 is AID-FP, and StocBiO is NS.
+  sid: { adjointSteps: 150, sidSchedule: "constant", sidBeta: 1, sidGamma: 1 },
+  stocbio: { stocbioTerms: 150 },
   // M = K: T-RHG differentiates every step (lastM may not exceed innerSteps).
   "t-rhg": {}
 }

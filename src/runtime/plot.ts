@@ -455,7 +455,8 @@ const schemeCategory10 = [
 const refuse = (uri: string) => Promise.reject(new Error(`plots load nothing, but "${uri}" was requested`))
 const offline: vega.Loader = { load: refuse, sanitize: refuse, http: refuse, file: refuse }
 
-const renderSvg = (figure: vl.TopLevelSpec) =>
+/** Renders any Vega-Lite spec to SVG offline (for figures that are not runs over outer steps). */
+export const renderSvg = (figure: vl.TopLevelSpec) =>
   Effect.acquireUseRelease(
     Effect.tryPromise(async () => {
       const [vega, vl] = await Promise.all([import("vega"), import("vega-lite")])

@@ -10,7 +10,7 @@
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import type { BilevelProblem, Vector } from "../domain/Problem.ts"
-import { lowerGradient } from "../dynamics/Dynamics.ts"
+import { type Dynamics, lowerGradient } from "../dynamics/Dynamics.ts"
 import { iterateY, LowerLevel } from "../dynamics/Iterate.ts"
 import type { HypergradientStrategy } from "./Hypergradient.ts"
 import type { LinearSolver } from "./linearSolvers.ts"
@@ -34,7 +34,21 @@ export const fixedPoint = (alpha: number): OptimalityCondition => ({
   residual: (problem, x, y) => tf.mul(alpha, lowerGradient(problem, x, y, 0))
 })
 
-/** The implicit strategy: solve Aᵀ v = ∇_y F at the selected iterate, then ∇_x F − Bᵀ v. */
+/**
+ * Fixed point of any LL map Φ (a dynamics whose state is y alone), c = y − Φ(x, y): A = I − ∂_yΦ,
+ * B = −∂_xΦ, so the hypergradient is ∇_x F + (∂_xΦ)ᵀ v with v = (∂_yΦ)ᵀ v + ∇_y F. On a sampled
+ * problem each product differentiates the map of its own draw (SID's Φ̂_j).
+ */
+export const fixedPointOf = (map: Dynamics): OptimalityCondition => ({
+  name: `y = ${map.name}(y)`,
+  residual: (problem, x, y) => tf.sub(y, map.step(problem, x, map.init(y), 0)[0]!)
+})
+
+/**
+ * The implicit strategy: solve Aᵀ v = ∇_y F at the selected iterate, then ∇_x F − Bᵀ v. A solver
+ * with fresh draws takes its j-th product on the draw ("adjoint", j) and Bᵀ v on the next unused
+ * one; others use the draw ("adjoint", 0) throughout, so CG and Neumann iterate on one matrix.
+ */
 export const implicit = (condition: OptimalityCondition, solver: LinearSolver): HypergradientStrategy<"none"> => ({
   name: `implicit(${condition.name}, ${solver.name})`,
   initGradient: "none",
@@ -44,17 +58,16 @@ export const implicit = (condition: OptimalityCondition, solver: LinearSolver): 
     Effect.gen(function*() {
       const { at, meter, x } = yield* LowerLevel
       const y = iterateY(trajectory.selected)
-      // One draw for the linear system, so that CG and Neumann iterate on a fixed matrix.
-      const problem = at("adjoint", 0)
+      const problem = (j: number) => at("adjoint", solver.draws === "fresh" ? j : 0)
       const [gx, gy] = gradients((xx, yy) => at("upper", 0).upper(xx!, yy!), [x, y])
-      const transposedA = (v: Vector) => {
-        const [av] = vjp((yy) => [condition.residual(problem, x, yy!)], [y], [v])
+      const transposedA = (v: Vector, j: number) => {
+        const [av] = vjp((yy) => [condition.residual(problem(j), x, yy!)], [y], [v])
         meter.sample()
         return av!
       }
       const { matvecs, solution } = yield* solver.solve(transposedA, gy!)
       const hypergradient = tf.tidy(() => {
-        const [bv] = vjp((xx) => [condition.residual(problem, xx!, y)], [x], [solution])
+        const [bv] = vjp((xx) => [condition.residual(problem(matvecs), xx!, y)], [x], [solution])
         return tf.sub(gx!, bv!)
       })
       return { x: hypergradient, y0: tf.zerosLike(y), reverseSteps: 0, hvps: matvecs + 1 }

@@ -1,6 +1,10 @@
 /**
  * Matrix-free linear solvers for the implicit hypergradient's system A v = b. Each is a stream of
  * iterates cut by take(J) and an optional tolerance stop — the same combinators as the LL loop.
+ *
+ * A solver iterates either on one matrix (`draws: "fixed"`: CG and the deterministic Neumann series
+ * need A to stay put) or on a fresh draw A_j of a sampled problem at each product j (`"fresh"`: the
+ * stochastic adjoints of SID and StocBiO, which converge in expectation).
  */
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Option, Stream } from "effect"
@@ -8,11 +12,14 @@ import { HypergradientFailed } from "../domain/errors.ts"
 import type { Vector } from "../domain/Problem.ts"
 import { dot, readScalar, readVector } from "../domain/tensors.ts"
 import { iterateLazily } from "../dynamics/iterateLazily.ts"
+import { type StepSize, stepSizeAt, stepSizeName } from "../dynamics/schedules.ts"
 
 export interface LinearSolver {
   readonly name: string
-  /** Solves A v = b given v ↦ A v; reports the number of products with A. */
-  readonly solve: (matvec: (v: Vector) => Vector, b: Vector) => Effect.Effect<{
+  /** Whether product j may use its own draw of A (`"fresh"`) or all use one (`"fixed"`). */
+  readonly draws: "fixed" | "fresh"
+  /** Solves A v = b given v ↦ A_j v (its j-th product); reports the number of products with A. */
+  readonly solve: (matvec: (v: Vector, j: number) => Vector, b: Vector) => Effect.Effect<{
     readonly solution: Vector
     readonly matvecs: number
   }, HypergradientFailed>
@@ -45,12 +52,13 @@ export const conjugateGradient = (options: {
   readonly indefinite?: "fail" | "skip"
 }): LinearSolver => ({
   name: `cg(${options.iterations})`,
+  draws: "fixed",
   solve: (matvec, b) => {
     const iterates = iterateLazily(
       (): CgIterate => ({ i: 0, v: tf.zerosLike(b), r: b, p: b, rr: dot(b, b), curvature: tf.tensor1d([Infinity, 0]) }),
       (s) =>
         tf.tidy(() => {
-          const ap = matvec(s.p)
+          const ap = matvec(s.p, s.i)
           // Breakdown guard: where pᵀAp is not clearly positive (r = 0 once converged, or A singular, as
           // when y has coordinates f ignores) no step is taken, rather than one that explodes to NaN.
           const curvature = dot(s.p, ap)
@@ -98,20 +106,51 @@ export const conjugateGradient = (options: {
 /**
  * Neumann series (NS): v = α Σ_{i=0}^{J} (I − αA)^i b, i.e. J steps of the Richardson iteration.
  * With α = 1 and A = I − ∂_yΦ this is the fixed-point adjoint iteration v ← (∂_yΦ)ᵀ v + b (AID-FP).
+ * With `draws: "fresh"` the i-th factor is its own draw, term_i = Π_{j<i} (I − αA_j) b: StocBiO's
+ * stochastic Neumann series (Ji, Yang, Liang, ICML 2021, Alg. 3).
  */
-export const neumann = (options: { readonly terms: number; readonly alpha: number }): LinearSolver => ({
-  name: `neumann(${options.terms}, α=${options.alpha})`,
+export const neumann = (options: {
+  readonly terms: number
+  readonly alpha: number
+  readonly draws?: "fixed" | "fresh"
+}): LinearSolver => ({
+  name: `neumann(${options.terms}, α=${options.alpha}${options.draws === "fresh" ? ", fresh draws" : ""})`,
+  draws: options.draws ?? "fixed",
   solve: (matvec, b) => {
     const iterates = iterateLazily(
       () => ({ i: 0, term: b, v: tf.mul(options.alpha, b) }),
       (s) =>
         tf.tidy(() => {
-          const term = tf.sub(s.term, tf.mul(options.alpha, matvec(s.term)))
+          const term = tf.sub(s.term, tf.mul(options.alpha, matvec(s.term, s.i)))
           return { i: s.i + 1, term, v: tf.add(s.v, tf.mul(options.alpha, term)) }
         }),
       (s) => releaseExcept(b, [s.term, s.v])
     )
     return lastOf(Stream.take(iterates, options.terms + 1), (s) => ({ solution: s.v, matvecs: s.i }))
+  }
+})
+
+/**
+ * The stochastic fixed-point iteration of SID (Grazzi, Pontil, Salzo, AISTATS 2021):
+ * v_{j+1} = v_j + η_j (b − A_j v_j) from v_0 = 0, A_j a fresh draw. With A = I − ∂_yΦ̂ this is
+ * v_{j+1} = (1 − η_j) v_j + η_j ((∂_yΦ̂_j)ᵀ v_j + b), whose mean-square error vanishes as O(1/k) under
+ * η_j = β/(γ + j) with β above the contraction's threshold. J iterations make J − 1 products (v_1 = η_0 b).
+ */
+export const stochasticFixedPoint = (options: { readonly iterations: number; readonly stepSize: StepSize }): LinearSolver => ({
+  name: `stochastic-fixed-point(${options.iterations}, η=${stepSizeName(options.stepSize)})`,
+  draws: "fresh",
+  solve: (matvec, b) => {
+    const iterates = iterateLazily(
+      () => ({ i: 0, v: tf.zerosLike(b) }),
+      (s) =>
+        tf.tidy(() => {
+          const eta = stepSizeAt(options.stepSize, s.i)
+          const residual = s.i === 0 ? b : tf.sub(b, matvec(s.v, s.i - 1))
+          return { i: s.i + 1, v: tf.add(s.v, tf.mul(eta, residual)) }
+        }),
+      (s) => releaseExcept(b, [s.v])
+    )
+    return lastOf(Stream.take(iterates, options.iterations + 1), (s) => ({ solution: s.v, matvecs: Math.max(s.i - 1, 0) }))
   }
 })
 

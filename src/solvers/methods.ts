@@ -4,11 +4,13 @@
  * `innerSteps` and `innerLr`.
  */
 import { Schema } from "effect"
-import { choice, count, flag, rate, unavailableFlag } from "../domain/settings.ts"
+import { choice, count, flag, positive, rate, unavailableFlag } from "../domain/settings.ts"
 import { bda, fista, gradientDescent, nesterovMomentum } from "../dynamics/Dynamics.ts"
+import { constant, decreasing } from "../dynamics/schedules.ts"
+import { averaged } from "../dynamics/stochasticFixedPoint.ts"
 import { firstOrder } from "./firstOrder.ts"
-import { fixedPoint, implicit, stationarity } from "./implicit.ts"
-import { conjugateGradient, neumann } from "./linearSolvers.ts"
+import { fixedPoint, fixedPointOf, implicit, stationarity } from "./implicit.ts"
+import { conjugateGradient, neumann, stochasticFixedPoint } from "./linearSolvers.ts"
 import { reverse } from "./reverse.ts"
 import * as Solver from "./Solver.ts"
 
@@ -124,6 +126,46 @@ export const aidFp = define({
     )
 })
 
+/**
+ * SID's step sizes: η_t = β/(γ + t), or the constant β/γ (its first step), for both the LL
+ * iterations and the adjoint's.
+ */
+const sidSteps = (settings: { readonly sidSchedule: "decreasing" | "constant"; readonly sidBeta: number; readonly sidGamma: number }) =>
+  settings.sidSchedule === "decreasing"
+    ? decreasing({ beta: settings.sidBeta, gamma: settings.sidGamma })
+    : constant(settings.sidBeta / settings.sidGamma)
+
+export const sid = define({
+  name: "sid",
+  description: "Stochastic implicit differentiation (SID, AISTATS 2021): t averaged minibatch GD steps " +
+    "w ← (1−η)w + ηΦ̂(w), then k stochastic adjoint steps v ← (1−η)v + η((∂_wΦ̂)ᵀv + ∇_w F) on fresh draws " +
+    "(minibatch: the task's lowerBatch)",
+  settings: Schema.Struct({
+    sidSchedule: choice(["decreasing", "constant"], "decreasing", "η_t = β/(γ + t), or the constant β/γ (SID)"),
+    sidBeta: positive(8, "β of η_t = β/(γ + t) (SID); the O(1/t) rate needs β(1 − q²) > 1"),
+    sidGamma: positive(16, "γ of η_t = β/(γ + t) (SID); η_0 = β/γ ≤ 1"),
+    adjointSteps: count(200, "stochastic adjoint iterations k (SID)")
+  }),
+  build: ({ innerLr, innerSteps }, settings) => {
+    const map = gradientDescent({ lr: innerLr })
+    return Solver.make(averaged(map, sidSteps(settings))).pipe(
+      Solver.take(innerSteps),
+      Solver.hypergradient(implicit(fixedPointOf(map), stochasticFixedPoint({ iterations: settings.adjointSteps, stepSize: sidSteps(settings) })))
+    )
+  }
+})
+
+export const stocbio = define({
+  name: "stocbio",
+  description: "StocBiO (ICML 2021): K minibatch SGD steps, then a Neumann series α Σ_q Π (I − α∇²_yy f̂) ∇_y F " +
+    "with the LL step α and a fresh Hessian draw per factor; the paper warm-starts y (--set warmStart=true)",
+  settings: Schema.Struct({ stocbioTerms: count(20, "Neumann-series terms Q, each a fresh Hessian draw (StocBiO)") }),
+  build: (inner, { stocbioTerms }) =>
+    descent(inner).pipe(
+      Solver.hypergradient(implicit(stationarity, neumann({ terms: stocbioTerms, alpha: inner.innerLr, draws: "fresh" })))
+    )
+})
+
 export const iaGm = defineAuxiliary({
   name: "ia-gm",
   description: "Initialization auxiliary: y_0 = z learned beside x, K projected GD steps, full reverse (IA-GM)",
@@ -166,6 +208,8 @@ export const methods: ReadonlyArray<Method> = [
   ls,
   ns,
   aidFp,
+  sid,
+  stocbio,
   iaGm,
   iaGmA,
   iapttGm,

@@ -6,7 +6,8 @@ import type { Experiment } from "./Experiment.ts"
 import { fig1 } from "./fig1.ts"
 import { fig2 } from "./fig2.ts"
 import { fig3Toy } from "./fig3Toy.ts"
+import { sidRates } from "./sidRates.ts"
 import { table1 } from "./table1.ts"
 import { table3 } from "./table3.ts"
 
-export const experiments: ReadonlyArray<Experiment> = [fig1, table1, fig2, fig3Toy, table3]
+export const experiments: ReadonlyArray<Experiment> = [fig1, table1, fig2, fig3Toy, table3, sidRates]
