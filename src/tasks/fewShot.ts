@@ -37,7 +37,7 @@ import { folderSource, idxSource } from "./fewShot/sources.ts"
 import { datasetDir } from "./mnistLike.ts"
 import { erase, type TaskInstance } from "./Task.ts"
 
-const Settings = Schema.Struct({
+export const fewShotSettings = Schema.Struct({
   source: choice(["fashion-mnist", "mnist", "folder"], "fashion-mnist", "image source: an IDX dataset's training file, or a folder per class (dataDir)"),
   dataDir: Schema.optionalKey(
     Schema.String.annotate({
@@ -69,7 +69,7 @@ const Settings = Schema.Struct({
   validationEpisodes: count(100, "episodes of each validation accuracy (the same episodes every time)"),
   testEpisodes: count(600, "test episodes of bilevel evaluate (the field reports ≥ 600)")
 })
-export type FewShotSettings = typeof Settings.Type
+export type FewShotSettings = typeof fewShotSettings.Type
 
 /** Mean accuracy and the half-width of its normal 95% confidence interval. */
 export const meanWithInterval = (values: ReadonlyArray<number>): { readonly mean: number; readonly ci95: number } => {
@@ -145,14 +145,91 @@ const makeBackbone = (settings: FewShotSettings, input: ImageShape): Backbone =>
     ? convNet4(input, settings.width)
     : resNet12(input, [settings.width, Math.round(settings.width * 2.5), settings.width * 5, settings.width * 10])
 
+/**
+ * The few-shot instance on `source`: its class splits, backbone x_0 and evaluation key are drawn
+ * from the run's Rng, in that order. Tests build it on synthetic sources.
+ */
+export const fewShotInstance = (source: ClassImages, settings: FewShotSettings) =>
+  Effect.gen(function*() {
+    const rng = yield* Rng
+    const shape = { ways: settings.ways, shots: settings.shots, queries: settings.queries }
+    const splits = yield* splitClasses(
+      source,
+      { train: settings.trainClasses, validation: settings.validationClasses, test: settings.testClasses },
+      shape,
+      rng
+    )
+    const backbone = makeBackbone(settings, source.shape)
+    const context: FewShotContext = {
+      source,
+      splits,
+      backbone,
+      shape,
+      regularizer: { weight: settings.lqWeight, exponent: settings.lqExponent, epsilon: settings.lqEpsilon }
+    }
+    // Validation and test episodes are keyed apart from the training draws, and are the same at every evaluation.
+    const evaluationKey = Random.key(rng.int(0, 0x7fffffff))
+    const x0Values = backbone.init(rng)
+    const headSize = headLayout(backbone.features, settings.ways).size
+    const initial = yield* Effect.acquireRelease(
+      Effect.sync(() => ({ x0: tf.tensor1d(x0Values), y0: tf.zeros([headSize]) })),
+      ({ x0, y0 }) => Effect.sync(() => tf.dispose([x0, y0]))
+    )
+    const adapt = Solver.make(gradientDescent({ lr: settings.innerLr })).pipe(Solver.take(settings.innerSteps))
+    const evaluateOn = (split: SplitName, episodes: number, x: Vector, z: Vector) =>
+      Effect.map(accuracies(context, adapt, x, z, split, episodes, Random.foldIn(evaluationKey, split)), meanWithInterval)
+    const validates = settings.evalEvery > 0 && settings.validationClasses >= settings.ways
+    const recordsAt = (t: number) => validates && (t % settings.evalEvery === 0 || t === settings.outerSteps - 1)
+    const decayed = chain(scaleByAdam(), addDecayedWeights(settings.weightDecay), scale(-settings.outerLr))
+    const plain = adam(settings.outerLr)
+    return {
+      problem: {
+        upper: () => {
+          throw new RangeError("fewshot: the problem is a meta-batch of episodes; solve its episodes")
+        },
+        lower: () => {
+          throw new RangeError("fewshot: the problem is a meta-batch of episodes; solve its episodes")
+        },
+        episodes: (random) => Array.from({ length: settings.metaBatch }, () => sampleEpisode(context, "train", random))
+      },
+      x0: initial.x0,
+      y0: initial.y0,
+      optimizers: {
+        x: partition(backbone.layout, Object.fromEntries(backbone.normBlocks.map((name) => [name, plain])), decayed),
+        z: adam(settings.zLr)
+      },
+      metrics: (step) =>
+        recordsAt(step.before.t)
+          ? Effect.map(evaluateOn("validation", settings.validationEpisodes, step.after.x, step.after.z), ({ ci95, mean }) => ({
+            valAccuracy: mean,
+            valAccuracyCi95: ci95
+          }))
+          : Effect.succeed({}),
+      summarize: (steps) => {
+        const recorded = steps.filter((s) => typeof s["valAccuracy"] === "number")
+        const last = recorded.at(-1)
+        return {
+          ...(last === undefined ? {} : { valAccuracy: last["valAccuracy"], valAccuracyCi95: last["valAccuracyCi95"] }),
+          lastQueryLoss: steps.at(-1)?.["F"],
+          meanMsPerStep: steps.reduce((sum, s) => sum + (s["ms"] as number), 0) / Math.max(steps.length, 1)
+        }
+      },
+      evaluate: (x, z) =>
+        Effect.map(evaluateOn("test", settings.testEpisodes, x, z), ({ ci95, mean }) => ({
+          testAccuracy: mean,
+          testAccuracyCi95: ci95,
+          testEpisodes: settings.testEpisodes
+        }))
+    } satisfies TaskInstance
+  })
+
 export const fewShot = erase<FewShotSettings>({
   name: "fewshot",
   description: "Few-shot classification (IAPTT-GM Eq. 11): a ConvNet-4 or ResNet-12 backbone x shared by N-way M-shot " +
     "episodes, a linear head per episode with a non-convex ‖·‖_q penalty in the LL; FashionMNIST or a folder per class",
-  settings: Settings,
+  settings: fewShotSettings,
   make: (settings) =>
     Effect.gen(function*() {
-      const rng = yield* Rng
       const source = settings.source === "folder"
         ? yield* folderSource(
           settings.dataDir ?? (yield* new DatasetError({
@@ -163,74 +240,6 @@ export const fewShot = erase<FewShotSettings>({
           [settings.imageSize, settings.imageSize, settings.color === "gray" ? 1 : 3]
         )
         : yield* idxSource(yield* datasetDir(settings.source, settings.dataDir), settings.source)
-      const shape = { ways: settings.ways, shots: settings.shots, queries: settings.queries }
-      const splits = yield* splitClasses(
-        source,
-        { train: settings.trainClasses, validation: settings.validationClasses, test: settings.testClasses },
-        shape,
-        rng
-      )
-      const backbone = makeBackbone(settings, source.shape)
-      const context: FewShotContext = {
-        source,
-        splits,
-        backbone,
-        shape,
-        regularizer: { weight: settings.lqWeight, exponent: settings.lqExponent, epsilon: settings.lqEpsilon }
-      }
-      // Validation and test episodes are keyed apart from the training draws, and are the same at every evaluation.
-      const evaluationKey = Random.key(rng.int(0, 0x7fffffff))
-      const x0Values = backbone.init(rng)
-      const headSize = headLayout(backbone.features, settings.ways).size
-      const initial = yield* Effect.acquireRelease(
-        Effect.sync(() => ({ x0: tf.tensor1d(x0Values), y0: tf.zeros([headSize]) })),
-        ({ x0, y0 }) => Effect.sync(() => tf.dispose([x0, y0]))
-      )
-      const adapt = Solver.make(gradientDescent({ lr: settings.innerLr })).pipe(Solver.take(settings.innerSteps))
-      const evaluateOn = (split: SplitName, episodes: number, x: Vector, z: Vector) =>
-        Effect.map(accuracies(context, adapt, x, z, split, episodes, Random.foldIn(evaluationKey, split)), meanWithInterval)
-      const validates = settings.evalEvery > 0 && settings.validationClasses >= settings.ways
-      const recordsAt = (t: number) => validates && (t % settings.evalEvery === 0 || t === settings.outerSteps - 1)
-      const decayed = chain(scaleByAdam(), addDecayedWeights(settings.weightDecay), scale(-settings.outerLr))
-      const plain = adam(settings.outerLr)
-      return {
-        problem: {
-          upper: () => {
-            throw new RangeError("fewshot: the problem is a meta-batch of episodes; solve its episodes")
-          },
-          lower: () => {
-            throw new RangeError("fewshot: the problem is a meta-batch of episodes; solve its episodes")
-          },
-          episodes: (random) => Array.from({ length: settings.metaBatch }, () => sampleEpisode(context, "train", random))
-        },
-        x0: initial.x0,
-        y0: initial.y0,
-        optimizers: {
-          x: partition(backbone.layout, Object.fromEntries(backbone.normBlocks.map((name) => [name, plain])), decayed),
-          z: adam(settings.zLr)
-        },
-        metrics: (step) =>
-          recordsAt(step.before.t)
-            ? Effect.map(evaluateOn("validation", settings.validationEpisodes, step.after.x, step.after.z), ({ ci95, mean }) => ({
-              valAccuracy: mean,
-              valAccuracyCi95: ci95
-            }))
-            : Effect.succeed({}),
-        summarize: (steps) => {
-          const recorded = steps.filter((s) => typeof s["valAccuracy"] === "number")
-          const last = recorded.at(-1)
-          return {
-            ...(last === undefined ? {} : { valAccuracy: last["valAccuracy"], valAccuracyCi95: last["valAccuracyCi95"] }),
-            lastQueryLoss: steps.at(-1)?.["F"],
-            meanMsPerStep: steps.reduce((sum, s) => sum + (s["ms"] as number), 0) / Math.max(steps.length, 1)
-          }
-        },
-        evaluate: (x, z) =>
-          Effect.map(evaluateOn("test", settings.testEpisodes, x, z), ({ ci95, mean }) => ({
-            testAccuracy: mean,
-            testAccuracyCi95: ci95,
-            testEpisodes: settings.testEpisodes
-          }))
-      } satisfies TaskInstance
+      return yield* fewShotInstance(source, settings)
     })
 })
