@@ -23,6 +23,7 @@ import { replayCommand } from "./replay.ts"
 import { resumeCommand } from "./resume.ts"
 import { runnerCommand } from "./runner.ts"
 import { sweepCommand } from "./sweep.ts"
+import { evaluateCommand } from "./evaluate.ts"
 
 const taskArgument = Argument.String("task").pipe(
   Argument.withDescription(`the problem to solve: ${tasks.map((t) => t.name).join(", ")} (see \`bilevel tasks\`)`)
@@ -286,7 +287,7 @@ const bilevel = Command.make("bilevel").pipe(
       "Methods (IAPTT-GM, IA-GM, RHG, T-RHG, BDA, LS, NS, …) are compositions of LL dynamics, stream " +
       "combinators and hypergradient strategies; every run is seeded, recorded and replayable."
   ),
-  Command.withSubcommands([runCommand, methodsCommand, tasksCommand, gradcheckCommand, schemaCommand, plotCommand, compareCommand, replayCommand, resumeCommand, reproduceCommand, sweepCommand, runnerCommand])
+  Command.withSubcommands([runCommand, methodsCommand, tasksCommand, gradcheckCommand, schemaCommand, plotCommand, compareCommand, replayCommand, resumeCommand, evaluateCommand, reproduceCommand, sweepCommand, runnerCommand])
 )
 
 /**
