@@ -10,14 +10,17 @@ import { assert, describe, it } from "@effect/vitest"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Exit, Schema, Stream } from "effect"
 import jpeg from "jpeg-js"
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { PNG } from "pngjs"
 import * as Blocks from "../src/domain/Blocks.ts"
 import * as Random from "../src/domain/Random.ts"
 import { make, Rng } from "../src/domain/Rng.ts"
+import * as Backend from "../src/runtime/Backend.ts"
+import { evaluate } from "../src/runtime/evaluate.ts"
 import { installSecondOrderGradients } from "../src/runtime/gradients.ts"
+import { run } from "../src/runtime/run.ts"
 import { checkSolver } from "../src/runtime/gradcheck.ts"
 import { valueAt } from "../src/solvers/metaBatch.ts"
 import { iapttGm, rhg } from "../src/solvers/methods.ts"
@@ -267,4 +270,45 @@ describe("meta-training", () => {
       assert.isTrue(Exit.isFailure(exit))
       assert.include(String(Exit.isFailure(exit) ? exit.cause : ""), "dataDir")
     }).pipe(Effect.provide(Rng.layer(0)), Effect.provide(NodeServices.layer)))
+})
+
+describe("bilevel evaluate", () => {
+  it.effect("a few-shot run on a folder source is evaluated at its checkpoint and at its random initial backbone", () =>
+    Effect.gen(function*() {
+      const root = mkdtempSync(path.join(tmpdir(), "bilevel-fewshot-"))
+      const random = make(8)
+      for (let c = 0; c < 5; c++) {
+        mkdirSync(path.join(root, "images", `class${c}`), { recursive: true })
+        const shade = 8 * c
+        for (let i = 0; i < 4; i++) {
+          const image = new PNG({ width: 16, height: 16 })
+          for (let p = 0; p < 256; p++) image.data.set([shade + random.int(0, 200), 0, 0, 255], p * 4)
+          writeFileSync(path.join(root, "images", `class${c}`, `${i}.png`), PNG.sync.write(image))
+        }
+      }
+      const settings = {
+        source: "folder", dataDir: path.join(root, "images"), imageSize: 16, color: "gray",
+        ...tiny, trainClasses: 2, validationClasses: 0, testClasses: 2, outerSteps: 2, testEpisodes: 12
+      }
+      const dir = path.join(root, "run")
+      yield* run({ task: "fewshot", method: "iaptt-gm", seed: 1, settings, out: dir, checkpointEvery: 2 })
+      const result = yield* evaluate(dir)
+      assert.strictEqual(result.step, 2)
+      for (const row of [result.trained, result.initial]) {
+        assert.strictEqual(row["testEpisodes"], 12)
+        assert.isAtLeast(row["testAccuracy"]!, 0)
+        assert.isAtMost(row["testAccuracy"]!, 1)
+        assert.isAbove(row["testAccuracyCi95"]!, 0)
+      }
+      assert.notDeepEqual(result.trained, result.initial)
+      assert.deepStrictEqual(JSON.parse(readFileSync(path.join(dir, "evaluation.json"), "utf8")).trained, result.trained)
+      // Evaluating again gives the same numbers: the test episodes are keyed from the run's seed.
+      assert.deepStrictEqual((yield* evaluate(dir)).trained, result.trained)
+      const unchecked = path.join(root, "unchecked")
+      yield* run({ task: "fewshot", method: "rhg", seed: 1, settings, out: unchecked, checkpointEvery: 0 })
+      const error = yield* Effect.flip(evaluate(unchecked))
+      assert.strictEqual(error._tag, "RunRecordError")
+      assert.include(error.message, "has no checkpoint.json")
+      assert.isFalse(existsSync(path.join(unchecked, "evaluation.json")))
+    }).pipe(Effect.provide(Backend.layer("cpu")), Effect.provide(NodeServices.layer)))
 })
