@@ -23,13 +23,16 @@ export interface Evaluation {
   /** The outer step of the checkpoint evaluated. */
   readonly step: number
   readonly trained: Record<string, number>
-  /** The same evaluation at the run's initial point (x_0, z_0). */
-  readonly initial: Record<string, number>
+  /** The same evaluation at the run's initial point (x_0, z_0), unless left out. */
+  readonly initial?: Record<string, number>
   readonly wallMs: number
 }
 
-/** Evaluates the run in `dir` at its last checkpoint and at its initial point. */
-export const evaluate = Effect.fnUntraced(function*(dir: string) {
+/**
+ * Evaluates the run in `dir` at its last checkpoint and, unless `baseline` is false (runs of one seed
+ * share it), at its initial point.
+ */
+export const evaluate = Effect.fnUntraced(function*(dir: string, options: { readonly baseline?: boolean } = {}) {
   const started = performance.now()
   const info = yield* RunRecord.readInfo(dir)
   const task = yield* findTask(info.task)
@@ -52,7 +55,8 @@ export const evaluate = Effect.fnUntraced(function*(dir: string) {
       initialState(instance.x0, instance.y0, instance.optimizers),
       `${dir}/${RunRecord.files.checkpoint}`
     )
-    return { trained: yield* instance.evaluate(state.x, state.z), initial: yield* instance.evaluate(instance.x0, instance.y0) }
+    const trained = yield* instance.evaluate(state.x, state.z)
+    return options.baseline === false ? { trained } : { trained, initial: yield* instance.evaluate(instance.x0, instance.y0) }
   })).pipe(Effect.scoped, Effect.provide(Rng.layer(info.seed)))
   const evaluation: Evaluation = {
     dir,

@@ -15,19 +15,23 @@ const show = (row: Record<string, number>, key: string) =>
 
 export const evaluateCommand = Command.make("evaluate", {
   dir: Argument.String("runDir").pipe(Argument.withDescription("a run directory with a checkpoint (`bilevel run --checkpoint-every N`)")),
+  baseline: Flag.Boolean("baseline").pipe(
+    Flag.withDescription("also evaluate the run's initial point (the random backbone); --baseline=false skips it"),
+    Flag.withDefault(true)
+  ),
   json: Flag.Boolean("json").pipe(Flag.withDescription("print exactly one JSON object on stdout"), Flag.withDefault(false))
 }, (flags) =>
   Effect.gen(function*() {
     const info = yield* RunRecord.readInfo(flags.dir)
     const backend = yield* recordedBackend(flags.dir, info.backend)
-    const result = yield* evaluate(flags.dir).pipe(Effect.provide(Backend.layer(backend)))
+    const result = yield* evaluate(flags.dir, { baseline: flags.baseline }).pipe(Effect.provide(Backend.layer(backend)))
     if (flags.json) return yield* Console.log(JSON.stringify(result))
     const keys = Object.keys(result.trained)
     yield* Console.log(
       `${result.method} on ${result.task}, ${flags.dir} (${(result.wallMs / 1000).toFixed(1)} s):\n` +
         table(["state", ...keys], [
           [`trained (checkpoint at outer step ${result.step})`, ...keys.map((k) => show(result.trained, k))],
-          ["initial (random backbone)", ...keys.map((k) => show(result.initial, k))]
+          ...(result.initial === undefined ? [] : [["initial (random backbone)", ...keys.map((k) => show(result.initial!, k))]])
         ])
     )
   })).pipe(

@@ -83,12 +83,12 @@ const runMissing = Effect.fnUntraced(function*(options: ExperimentOptions<FewSho
   yield* fs.writeFileString(`${options.out}/commands.txt`, `${options.command}  # ${new Date().toISOString()}\n`, { flag: "a" })
 })
 
-/** A record's evaluation: the one written beside it, or a new one. */
-const evaluationOf = Effect.fnUntraced(function*(dir: string) {
+/** A record's evaluation: the one written beside it, or a new one (with the baseline when `baseline`). */
+const evaluationOf = Effect.fnUntraced(function*(dir: string, baseline: boolean) {
   const fs = yield* FileSystem.FileSystem
   const path = `${dir}/${evaluationFile}`
   if (yield* fs.exists(path)) return JSON.parse(yield* fs.readFileString(path)) as Evaluation
-  return yield* evaluate(dir)
+  return yield* evaluate(dir, { baseline })
 })
 
 const percent = (mean: number | undefined, ci?: number | undefined) =>
@@ -135,10 +135,11 @@ export const fewShotExperiment = define({
       const names = (yield* fs.readDirectory(recordsDir(options.out))).sort((a, b) => (chosen.indexOf(a) + 1 || 99) - (chosen.indexOf(b) + 1 || 99))
       const runs = yield* Effect.forEach(names, (name) => RunRecord.read(`${recordsDir(options.out)}/${name}`))
       if (runs.length === 0) return yield* new InvalidConfig({ message: `${recordsDir(options.out)} holds no run records: run some methods first.` })
-      const evaluations = yield* Effect.forEach(runs, (r) => evaluationOf(r.dir))
+      // The runs share the seed, so x_0 and z_0: the random backbone is evaluated once, with the first run.
+      const evaluations = yield* Effect.forEach(runs, (r, i) => evaluationOf(r.dir, i === 0))
       for (const [i, e] of evaluations.entries()) yield* options.progress(`${runs[i]!.info.label}: test ${percent(e.trained["testAccuracy"], e.trained["testAccuracyCi95"])} %`)
       const budget = Math.min(...runs.map((r) => wallAfter(r).at(-1) ?? 0))
-      const baseline = evaluations[0]!.initial
+      const baseline = evaluations.find((e) => e.initial !== undefined)?.initial ?? (yield* evaluate(runs[0]!.dir)).initial!
       const rows = runs.map((r, i) => {
         const e = evaluations[i]!.trained
         const at = atWall(r, budget)
