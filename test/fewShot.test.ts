@@ -272,6 +272,24 @@ describe("meta-training", () => {
     }).pipe(Effect.provide(Rng.layer(0)), Effect.provide(NodeServices.layer)))
 })
 
+describe("the backbone's optimizer", () => {
+  it.effect("decays the convolution filters by weightDecay and leaves batch-norm scales and shifts alone", () =>
+    Effect.gen(function*() {
+      yield* Effect.promise(() => useBackend("cpu"))
+      const instance = yield* instanceOn({ weightDecay: 0.5, outerLr: 0.1 })
+      const x = vectorValue(instance.x0)
+      // A zero gradient: Adam's step is 0, so the update is the decay alone, −lr · wd · x on decayed blocks.
+      const [updates] = instance.optimizers.x.update(tf.zerosLike(instance.x0), instance.optimizers.x.init(instance.x0), instance.x0)
+      const moved = vectorValue(updates)
+      const layout = convNet4([16, 16, 1], 3).layout
+      for (const block of layout.blocks) {
+        for (let i = block.offset; i < block.offset + block.size; i++) {
+          assert.closeTo(moved[i]!, /(Scale|Shift)$/.test(block.name) ? 0 : -0.1 * 0.5 * x[i]!, 1e-7, block.name)
+        }
+      }
+    }).pipe(Effect.scoped, Effect.provide(Rng.layer(2)), Effect.provide(NodeServices.layer)))
+})
+
 describe("bilevel evaluate", () => {
   it.effect("a few-shot run on a folder source is evaluated at its checkpoint and at its random initial backbone", () =>
     Effect.gen(function*() {
