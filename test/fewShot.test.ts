@@ -28,7 +28,7 @@ import { initialState, outerSteps } from "../src/solvers/outerLoop.ts"
 import { fewShot, fewShotInstance, fewShotSettings, meanWithInterval } from "../src/tasks/fewShot.ts"
 import { type Backbone, convNet4, resNet12 } from "../src/tasks/fewShot/backbones.ts"
 import { drawEpisode, splitClasses } from "../src/tasks/fewShot/episodes.ts"
-import { penalty } from "../src/tasks/fewShot/head.ts"
+import { episodeProblem, penalty } from "../src/tasks/fewShot/head.ts"
 import { folderSource } from "../src/tasks/fewShot/sources.ts"
 import { syntheticSource } from "./support/fewShotSource.ts"
 import { backendNames, relativeError, useBackend, vectorValue } from "./support/tf.ts"
@@ -105,6 +105,33 @@ describe("the head's ‖·‖_q penalty", () => {
     const gradient = vectorValue(tf.grad((v: tf.Tensor) => penalty(regularizer, v) as tf.Scalar)(y))
     const expected = [0, 0.11637655557777785, -0.08676650738465637, 0.13030649613315068]
     gradient.forEach((g, i) => assert.closeTo(g, expected[i]!, 1e-6))
+  })
+})
+
+describe("the episode's head problem", () => {
+  it.each(backendNames)("its closed-form ∇_y f equals autodiff of f, in y and (differentiated once more) in φ, on %s", async (name) => {
+    await useBackend(name)
+    installSecondOrderGradients()
+    const random = make(6)
+    tf.tidy(() => {
+      const problem = episodeProblem({
+        features: 3,
+        ways: 2,
+        supportLabels: tf.tensor2d([[1, 0], [0, 1], [0, 1]]),
+        queryLabels: tf.tensor2d([[1, 0], [0, 1]]),
+        regularizer: { weight: 0.25, exponent: 0.5, epsilon: 0.1 }
+      })
+      const phi = tf.tensor1d(random.array(15, random.normal))
+      const y = tf.tensor1d(random.array(8, random.normal))
+      const v = tf.tensor1d(random.array(8, random.normal))
+      assert.isBelow(relativeError(vectorValue(problem.lowerGradient!(phi, y)), vectorValue(tf.grad((w: tf.Tensor) => problem.lower(phi, w) as tf.Scalar)(y))), 1e-5)
+      // ∂⟨∇_y f, v⟩/∂φ, the mixed product every reverse step takes, by both routes.
+      const mixed = (gradient: (p: tf.Tensor) => tf.Tensor) => vectorValue(tf.grad((p: tf.Tensor) => tf.sum(tf.mul(gradient(p), v)) as tf.Scalar)(phi))
+      assert.isBelow(
+        relativeError(mixed((p) => problem.lowerGradient!(p, y)), mixed((p) => tf.grad((w: tf.Tensor) => problem.lower(p, w) as tf.Scalar)(y))),
+        1e-5
+      )
+    })
   })
 })
 

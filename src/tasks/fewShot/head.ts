@@ -6,7 +6,12 @@
  *     f(φ, y) = mean CE(Φ_s W + b, Y_s) + λ Σ (y_i² + ε)^{q/2},     F(φ, y) = mean CE(Φ_q W + b, Y_q),
  *
  * the penalty over every entry of the head (weights and bias). Built from ops whose second order is
- * verified (src/tasks/losses.ts): every hypergradient differentiates ∇_y f, in y and in φ.
+ * verified (src/tasks/losses.ts): every hypergradient differentiates ∇_y f, in y and in φ. ∇_y f is
+ * also written out (`lowerGradient`), so each LL step is one product each way, with no tape:
+ *
+ *     ∇_W f = Φ_sᵀ (P − Y_s) / n_s + λ q W ⊙ (W² + ε)^{q/2 − 1},   ∇_b f = mean_rows(P − Y_s) + (the same in b),
+ *
+ * P = softmax(Φ_s W + b).
  */
 import * as tf from "@tensorflow/tfjs-core"
 import * as Blocks from "../../domain/Blocks.ts"
@@ -36,6 +41,10 @@ export const logits = (layout: Blocks.Layout, rows: tf.Tensor, y: Vector): tf.Te
 export const penalty = (regularizer: Regularizer, y: Vector): tf.Tensor =>
   tf.mul(regularizer.weight, lqPenalty(y, regularizer.exponent, regularizer.epsilon))
 
+/** Its gradient, λ q y ⊙ (y² + ε)^{q/2 − 1}. */
+export const penaltyGradient = ({ epsilon, exponent, weight }: Regularizer, y: Vector): tf.Tensor =>
+  tf.mul(weight * exponent, tf.mul(y, tf.pow(tf.add(tf.square(y), epsilon), exponent / 2 - 1)))
+
 /**
  * The episode's problem: `supportLabels` and `queryLabels` one-hot [n, N] (constants of the episode),
  * φ the flat [n_s + n_q, d] features.
@@ -55,6 +64,12 @@ export const episodeProblem = (options: {
   return {
     lower: (phi, y) =>
       tf.add(softmaxCrossEntropy(logits(layout, rows(phi, 0, support), y), supportLabels), penalty(regularizer, y)),
+    lowerGradient: (phi, y) => {
+      const features = rows(phi, 0, support)
+      const residual = tf.div(tf.sub(tf.softmax(logits(layout, features, y)), supportLabels), support)
+      const data = tf.concat([tf.reshape(tf.matMul(features, residual, true), [-1]), tf.sum(residual, 0)])
+      return tf.add(data, penaltyGradient(regularizer, y))
+    },
     upper: (phi, y) => softmaxCrossEntropy(logits(layout, rows(phi, support, query), y), queryLabels)
   }
 }
