@@ -263,19 +263,6 @@ describe("plotRuns", () => {
       }
     }).pipe(Effect.provide(NodeServices.layer)))
 
-  it.effect("puts training wall time, the running sum of step times, on the x axis when asked", () =>
-    Effect.gen(function*() {
-      const runs = yield* readRuns
-      const doc = parseSvg(yield* plotRuns(runs, { metrics: ["F"], x: "wall" }))
-      const axisTitles = withClass(doc, "g", "role-axis-title").flatMap((g) => elements(g, "text")).map((t) => t["#text"])
-      assert.include(axisTitles, "training wall time (s)")
-      assert.notInclude(axisTitles, "outer step")
-      // Steps of 2, 4 and 6 ms: the longest run ends at 30 × 6 ms = 0.18 s, not at outer step 29.
-      const ticks = withClass(doc, "g", "role-axis-label").flatMap((g) => elements(g, "text")).map((t) => Number(t["#text"]))
-      assert.isAtMost(Math.max(...ticks.filter(Number.isFinite)), 1)
-      assert.include(ticks, 0.18)
-    }).pipe(Effect.provide(NodeServices.layer)))
-
   it.effect("names the recorded metrics when asked for one that is not", () =>
     Effect.gen(function*() {
       const runs = yield* readRuns
