@@ -194,7 +194,10 @@ export const fewShotExperiment = define({
         `At equal wall time: each run's state after ${budget.toFixed(0)} s of training (the shortest run's total; step ` +
         "times exclude the validation metric): steps done, mean query loss F over its last 10 steps, and its last validation " +
         "accuracy ± 95% CI. Test accuracy is over " + `${baseline["testEpisodes"]} test episodes of held-out classes, at each ` +
-        "run's last checkpoint (`bilevel evaluate`), after K plain gradient steps of the head on the support set.",
+        "run's last checkpoint (`bilevel evaluate`), after K plain gradient steps of the head on the support set. F is " +
+        "the query loss at the head the method selects, y_k̄: for IAPTT-GM the pessimistic (largest-F) of its K iterates, " +
+        "so its F curve lies above the others' by construction; compare the methods by validation and test accuracy. " +
+        "Wall times are only comparable between runs that ran under the same load: the commands below say which ran together.",
         table(
           ["method", "outer steps", "training wall s", "s / outer step", "mean k̄", `at ${budget.toFixed(0)} s: steps / F / val acc %`, "test acc % ± 95% CI"],
           [...rows, ["random backbone (x_0, z_0)", "0", "–", "–", "–", "–", percent(baseline["testAccuracy"], baseline["testAccuracyCi95"])]]
