@@ -39,6 +39,20 @@ const table = (header: ReadonlyArray<string>, lines: ReadonlyArray<ReadonlyArray
 const timeNote = "Times in ms: wall median [p25–p75] / CPU-time median of this process."
 
 const renderers: Record<string, (rows: ReadonlyArray<Row>) => string> = {
+  fewshot: (rows) =>
+    table(
+      ["backend", "input", "method", "outer step (hypergradient of the meta-batch)", "k̄", "peak MiB", "tensors left", "600 test episodes s"],
+      rows.map((r) => [
+        r.backend,
+        r.variant["input"]!,
+        r.method,
+        time(r.hypergradient),
+        r.kbar ?? "–",
+        megabytes(r.cost?.peakBytes),
+        leaks(r),
+        typeof r.extra?.["evaluationS"] === "number" ? (r.extra["evaluationS"] as number).toFixed(1) : "–"
+      ])
+    ) + `\n\n${timeNote} ConvNet-4 with 32 channels, 5-way 1-shot, 15 queries, meta-batch 4, K = 10.`,
   "hyper-cleaning": (rows) =>
     table(
       ["backend", "net", "method", "step VJP", "hypergradient", "forward (`upperAt`)", "ratio wall / cpu", "k̄", "peak MiB", "tensors left", "rel. diff. to closed form"],

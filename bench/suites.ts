@@ -11,6 +11,9 @@
  * - toys: toy-nonconvex, quadratic and toy-llc with their default settings.
  * - crossover: RHG on the quadratic task as its dimension grows: where wasm overtakes cpu (`auto`).
  * - profile: where one hyper-cleaning hypergradient spends its time (kernels, dispatch, host reads).
+ * - fewshot: one meta-training outer step's hypergradient (ConvNet-4, 32 channels, 5-way 1-shot, 15
+ *   queries, meta-batch 4, K = 10) at 28×28×1 (FashionMNIST, or synthetic) and 84×84×3 (synthetic),
+ *   and 600 test episodes' accuracy.
  */
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, FileSystem, Schema, type Scope, Stream } from "effect"
@@ -26,11 +29,18 @@ import type { Method } from "../src/solvers/methods.ts"
 import * as Methods from "../src/solvers/methods.ts"
 import { reverse } from "../src/solvers/reverse.ts"
 import * as Solver from "../src/solvers/Solver.ts"
+import { hypergradientAt } from "../src/solvers/metaBatch.ts"
+import { stepKey } from "../src/solvers/outerLoop.ts"
+import { fewShotInstance, fewShotSettings } from "../src/tasks/fewShot.ts"
+import type { ClassImages } from "../src/tasks/fewShot/episodes.ts"
+import { idxSource } from "../src/tasks/fewShot/sources.ts"
 import { hyperCleaning } from "../src/tasks/hyperCleaning.ts"
 import { quadratic } from "../src/tasks/quadratic.ts"
 import type { Task, TaskInstance } from "../src/tasks/Task.ts"
 import { toyLlc } from "../src/tasks/toyLlc.ts"
 import { toyNonconvex } from "../src/tasks/toyNonconvex.ts"
+import * as Random from "../src/domain/Random.ts"
+import { make as makeRandom } from "../src/domain/Rng.ts"
 import { loadAverage } from "./machine.ts"
 import { type Repetitions, stats, type Timing, timed, timing } from "./measure.ts"
 
@@ -395,6 +405,72 @@ export const profileSuite = (options: Options) =>
     return rows
   })
 
+/** Images of random uniform pixels, `perClass` in each of `classes` classes (timing only: content does not matter). */
+const noiseSource = (shape: readonly [number, number, number], classes: number, perClass: number): ClassImages => {
+  const random = makeRandom(0)
+  const size = shape[0] * shape[1] * shape[2]
+  const pixels = random.array(classes * perClass * size, random.uniform)
+  return {
+    name: "synthetic noise",
+    shape,
+    classNames: Array.from({ length: classes }, (_, c) => String(c)),
+    byClass: Array.from({ length: classes }, (_, c) => Int32Array.from({ length: perClass }, (__, i) => c * perClass + i)),
+    write: (index, out, offset) => out.set(pixels.subarray(index * size, (index + 1) * size), offset)
+  }
+}
+
+/** The issue's outer step: RHG, ConvNet-4 with 32 channels, 5-way 1-shot, 15 queries, meta-batch 4, K = 10. */
+export const fewShotSuite = (options: Options) =>
+  Effect.gen(function*() {
+    const rows: Array<Row> = []
+    const sources: ReadonlyArray<readonly [string, Effect.Effect<ClassImages, DatasetError, FileSystem.FileSystem>]> = [
+      ["28×28×1", idxSource(options.dataDir, "fashion-mnist")],
+      ["84×84×3", Effect.sync(() => noiseSource([84, 84, 3], 10, 20))]
+    ]
+    for (const [input, load] of sources) {
+      yield* Effect.gen(function*() {
+        const settings = Schema.decodeUnknownSync(fewShotSettings)({ trainClasses: 5, testClasses: 5, evalEvery: 0 })
+        const instance = yield* fewShotInstance(yield* load, settings)
+        for (const name of options.methods?.filter((m) => ["rhg", "iaptt-gm", "first-order"].includes(m)) ?? ["rhg"]) {
+          const method = methodByName(name)
+          const solver = method.build(settings, methodSettings(method))
+          const step = (t: number) => hypergradientAt(solver, instance.problem, instance.x0, instance.y0, stepKey(Random.key(0), t))
+          for (let i = 0; i < options.repetitions.warmup; i++) release(yield* step(i))
+          const baseline = tf.memory().numTensors
+          const samples = []
+          const tensorsAfter: Array<number> = []
+          let last: Solver.Solution | undefined
+          for (let i = 0; i < options.repetitions.reps; i++) {
+            const sample = yield* timed(step(options.repetitions.warmup + i))
+            yield* readVector(sample.value.gradX)
+            samples.push(sample)
+            last = sample.value
+            release(sample.value)
+            tensorsAfter.push(tf.memory().numTensors - baseline)
+          }
+          const evaluation = input === "28×28×1" && name === "rhg"
+            ? yield* timed(instance.evaluate!(instance.x0, instance.y0))
+            : undefined
+          rows.push(log(row({
+            suite: "fewshot",
+            backend: options.backend,
+            task: "fewshot",
+            method: name,
+            variant: { input, backbone: "convnet4-32", episode: "5-way 1-shot 15q", metaBatch: 4, K: 10 },
+            hypergradient: timing(samples),
+            kbar: last!.kbar,
+            cost: last!.cost,
+            tensorsAfter,
+            ...(evaluation === undefined
+              ? {}
+              : { extra: { testEpisodes: 600, evaluationS: Math.round(evaluation.wallMs / 100) / 10, testAccuracyRandomBackbone: evaluation.value["testAccuracy"] } })
+          })))
+        }
+      }).pipe(Effect.scoped, tensorScope)
+    }
+    return rows
+  })
+
 export type Suite = (options: Options) => Effect.Effect<Array<Row>, DatasetError | InvalidSolver | HypergradientFailed, Needs>
 
 export const suites: Record<string, Suite> = {
@@ -403,7 +479,8 @@ export const suites: Record<string, Suite> = {
   truncation: truncationSuite,
   toys: toysSuite,
   crossover: crossoverSuite,
-  profile: profileSuite
+  profile: profileSuite,
+  fewshot: fewShotSuite
 }
 
 export { stats }

@@ -9,11 +9,13 @@
 import { NodeServices } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import * as tf from "@tensorflow/tfjs-core"
-import { Cause, Effect, Exit, type Layer } from "effect"
+import { Cause, Effect, Exit, type Layer, Schema } from "effect"
 import { existsSync, readFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import * as path from "node:path"
 import type { BilevelProblem } from "../src/domain/Problem.ts"
+import * as Random from "../src/domain/Random.ts"
+import { Rng } from "../src/domain/Rng.ts"
 import { readVector } from "../src/domain/tensors.ts"
 import { gradientDescent } from "../src/dynamics/Dynamics.ts"
 import { backendLayer, lowerLevelSize } from "../src/runtime/autoBackend.ts"
@@ -21,7 +23,11 @@ import * as Backend from "../src/runtime/Backend.ts"
 import { run } from "../src/runtime/run.ts"
 import { implicit, stationarity } from "../src/solvers/implicit.ts"
 import { conjugateGradient } from "../src/solvers/linearSolvers.ts"
+import { hypergradientAt } from "../src/solvers/metaBatch.ts"
+import { rhg } from "../src/solvers/methods.ts"
 import * as Solver from "../src/solvers/Solver.ts"
+import { fewShotInstance, fewShotSettings } from "../src/tasks/fewShot.ts"
+import { syntheticSource } from "./support/fewShotSource.ts"
 import { secondOrderCases, tolerance } from "./support/secondOrderCases.ts"
 import { smoothProblem } from "./support/smoothProblem.ts"
 import { finiteDifferenceGradient, relativeError, vectorValue } from "./support/tf.ts"
@@ -237,6 +243,28 @@ describe.skipIf(webgpuUnavailable !== undefined)(
         })
         assert.isTrue(existsSync(path.join(scratch, "webgpu", "checkpoint.json")))
       }).pipe(Effect.provide(NodeServices.layer)))
+
+    it.effect("the few-shot step (a tiny ConvNet-4 meta-batch: hand-written backbone passes, head reverse pass) gives cpu's hypergradient", () =>
+      Effect.gen(function*() {
+        const settings = Schema.decodeUnknownSync(fewShotSettings)({
+          trainClasses: 3, validationClasses: 0, testClasses: 2, ways: 2, shots: 1, queries: 2, metaBatch: 2, width: 3,
+          innerSteps: 3, innerLr: 0.5, evalEvery: 0
+        })
+        const hypergradient = Effect.gen(function*() {
+          const instance = yield* fewShotInstance(syntheticSource({ classes: 5, perClass: 4 }), settings)
+          const s = yield* hypergradientAt(rhg.build(settings, { warmStart: false }), instance.problem, instance.x0, instance.y0, Random.key(3))
+          return { x: yield* readVector(s.gradX), upper: s.upper }
+        }).pipe(Effect.scoped, Effect.provide(Rng.layer(4)))
+        const expected = yield* hypergradient.pipe(Effect.provide(Backend.layer("cpu")))
+        // The flag exists once the webgpu backend has loaded.
+        const actual = yield* Effect.sync(() => tf.env().set("WEBGPU_CPU_FORWARD", false)).pipe(
+          Effect.andThen(hypergradient),
+          Effect.ensuring(Effect.sync(() => tf.env().set("WEBGPU_CPU_FORWARD", true))),
+          Effect.provide(Backend.layer("webgpu"))
+        )
+        assert.isBelow(relativeError(actual.x, expected.x), 1e-4)
+        assert.closeTo(actual.upper, expected.upper, 1e-5)
+      }), 120_000)
 
     it.effect("a synchronous read of one's own still says why it fails", () =>
       Effect.gen(function*() {

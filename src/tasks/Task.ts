@@ -29,6 +29,11 @@ export interface TaskInstance {
   readonly metrics: (step: OuterStep, train: LowerTraining) => Effect.Effect<Record<string, number>, InvalidSolver>
   /** The run summary's `final` block, from every recorded step (tail statistics and the like). */
   readonly summarize: (steps: ReadonlyArray<Record<string, unknown>>) => Record<string, unknown>
+  /**
+   * Held-out evaluation of a UL state (x, z), run apart from training (`bilevel evaluate <runDir>` on
+   * its checkpoint): named numbers, e.g. a test accuracy and its confidence interval.
+   */
+  readonly evaluate?: (x: Vector, z: Vector) => Effect.Effect<Record<string, number>, InvalidSolver>
   /** dF(x, y*(x))/dx of the exact bilevel problem, in float64, where a closed form exists. */
   readonly exactHypergradient?: (x: ReadonlyArray<number>) => ReadonlyArray<number>
 }

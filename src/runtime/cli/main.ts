@@ -28,6 +28,7 @@ import { replayCommand } from "./replay.ts"
 import { resumeCommand } from "./resume.ts"
 import { runnerCommand } from "./runner.ts"
 import { sweepCommand } from "./sweep.ts"
+import { evaluateCommand } from "./evaluate.ts"
 
 const taskArgument = Argument.String("task").pipe(
   Argument.withDescription(
@@ -440,6 +441,7 @@ const bilevel = Command.make("bilevel").pipe(
     compareCommand,
     exportCommand,
     replayCommand,
+    evaluateCommand,
     resumeCommand,
     reproduceCommand,
     sweepCommand,
