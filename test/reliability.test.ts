@@ -12,6 +12,7 @@ import { Effect, FileSystem, Layer, PlatformError } from "effect"
 import { execFileSync, spawnSync } from "node:child_process"
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs"
 import { hostname, tmpdir } from "node:os"
+import { PNG } from "pngjs"
 import * as path from "node:path"
 import * as Backend from "../src/runtime/Backend.ts"
 import { compareRuns } from "../src/runtime/compare.ts"
@@ -268,13 +269,32 @@ layer(cpu)("run records", (it) => {
       }))
   })
 
+  /** Four classes of three 12×12 gray PNGs (resized to 16×16, the least four poolings take), shades apart: a folder source for the few-shot task. */
+  const imageFolder = () => {
+    const root = path.join(scratch, "images")
+    for (let c = 0; c < 4; c++) {
+      mkdirSync(path.join(root, `class${c}`), { recursive: true })
+      for (let i = 0; i < 3; i++) {
+        const image = new PNG({ width: 12, height: 12 })
+        for (let p = 0; p < 144; p++) image.data.set([40 * c + ((p * (i + 3)) % 37), 0, 0, 255], p * 4)
+        writeFileSync(path.join(root, `class${c}`, `${i}.png`), PNG.sync.write(image))
+      }
+    }
+    return root
+  }
+
   describe("replay compares results, not timings", () => {
     const dataDir = syntheticDataDir()
     const small: Record<string, Record<string, unknown>> = {
       quadratic: { dimX: 3, dimY: 4, outerSteps: 4, innerSteps: 5 },
       "toy-nonconvex": { outerSteps: 4 },
       "toy-llc": { n: 3, outerSteps: 4 },
-      "hyper-cleaning": { dataDir, trainSize: 30, valSize: 30, testSize: 30, innerSteps: 3, outerSteps: 4, metricsEvery: 2 }
+      "hyper-cleaning": { dataDir, trainSize: 30, valSize: 30, testSize: 30, innerSteps: 3, outerSteps: 4, metricsEvery: 2 },
+      "logreg-hpo": { trainSize: 60, valSize: 40, testSize: 10, features: 4, lowerBatch: 10, outerSteps: 4, innerSteps: 5 },
+      fewshot: {
+        source: "folder", dataDir: imageFolder(), imageSize: 16, color: "gray", trainClasses: 2, validationClasses: 0,
+        testClasses: 2, ways: 2, shots: 1, queries: 2, metaBatch: 2, width: 3, innerSteps: 3, innerLr: 0.5, evalEvery: 0, outerSteps: 4
+      }
     }
     it("covers every task", () => assert.sameMembers(Object.keys(small), tasks.map((t) => t.name)))
     for (const task of tasks) {
