@@ -10,10 +10,10 @@
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import { type HypergradientFailed, InvalidSolver } from "../domain/errors.ts"
-import { type BilevelProblem, draws, type Episode, type Vector } from "../domain/Problem.ts"
+import type { BilevelProblem, Episode, Vector } from "../domain/Problem.ts"
 import * as Random from "../domain/Random.ts"
-import { readScalar, tensorScope, tidy } from "../domain/tensors.ts"
-import { type Bounded, describe, lowerSolution, type Solution, solve } from "./Solver.ts"
+import { tensorScope, tidy } from "../domain/tensors.ts"
+import { type Bounded, describe, type Solution, solve, upperAt } from "./Solver.ts"
 import { vjp } from "./vjp.ts"
 
 /** dF/dx at (x, z) for the outer step keyed `key`: one problem, or the mean over its episodes. */
@@ -58,10 +58,7 @@ export const valueAt = (
         key: episodeKey(key, b)
       }))
     let total = 0
-    for (const part of parts) {
-      const { y } = yield* lowerSolution(solver, part.problem, part.x, z, part.key)
-      total += yield* readScalar(tf.tidy(() => draws(part.problem, part.key)("upper", 0).upper(part.x, y)))
-    }
+    for (const part of parts) total += yield* upperAt(solver, part.problem, part.x, z, part.key)
     return total / parts.length
   }))
 

@@ -29,13 +29,16 @@ export interface Method<S = any> {
 
 const warmStartDescription = "start each outer step's LL from the previous step's y_K instead of the fixed y_0 (a constant)"
 
-/** A method whose LL starts at a fixed y_0, and so may warm-start (`--set warmStart=true`). */
-const define = <F extends Schema.Struct.Fields>(method: {
+/** A preset as written below: its own settings, and a solver built from them with y_0 chosen as `I` says. */
+interface Definition<F extends Schema.Struct.Fields, I extends Solver.Initialization> {
   readonly name: string
   readonly description: string
   readonly settings: Schema.Struct<F>
-  readonly build: (inner: InnerSettings, settings: Schema.Struct<F>["Type"]) => Solver.Solver<true, "fixed">
-}): Method => ({
+  readonly build: (inner: InnerSettings, settings: Schema.Struct<F>["Type"]) => Solver.Solver<true, I>
+}
+
+/** A method whose LL starts at a fixed y_0, and so may warm-start (`--set warmStart=true`). */
+const define = <F extends Schema.Struct.Fields>(method: Definition<F, "fixed">): Method => ({
   ...method,
   settings: Schema.Struct({ ...method.settings.fields, warmStart: flag(false, warmStartDescription) }),
   build: (inner: InnerSettings, { warmStart, ...settings }: { readonly warmStart: boolean }) => {
@@ -45,12 +48,7 @@ const define = <F extends Schema.Struct.Fields>(method: {
 }) as unknown as Method
 
 /** A method that learns y_0 = z (auxiliary-init): warm start would take z's place, so it refuses it, saying why. */
-const defineAuxiliary = <F extends Schema.Struct.Fields>(method: {
-  readonly name: string
-  readonly description: string
-  readonly settings: Schema.Struct<F>
-  readonly build: (inner: InnerSettings, settings: Schema.Struct<F>["Type"]) => Solver.Solver<true, "auxiliary">
-}): Method => ({
+const defineAuxiliary = <F extends Schema.Struct.Fields>(method: Definition<F, "auxiliary">): Method => ({
   ...method,
   settings: Schema.Struct({
     ...method.settings.fields,
