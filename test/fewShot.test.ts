@@ -11,7 +11,6 @@ import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Exit, Schema, Stream } from "effect"
 import jpeg from "jpeg-js"
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { PNG } from "pngjs"
 import * as Blocks from "../src/domain/Blocks.ts"
@@ -32,6 +31,9 @@ import { episodeProblem, penalty } from "../src/tasks/fewShot/head.ts"
 import { folderSource } from "../src/tasks/fewShot/sources.ts"
 import { syntheticSource } from "./support/fewShotSource.ts"
 import { backendNames, relativeError, useBackend, vectorValue } from "./support/tf.ts"
+import { scratchDir } from "./support/scratch.ts"
+
+const scratch = scratchDir("fewshot")
 
 /** The backbone written with stock tfjs ops (conv2d, maxPool, batch norm from mean/rsqrt), for autodiff on cpu. */
 const stockFeatures = (backbone: Backbone, x: tf.Tensor, images: tf.Tensor4D): tf.Tensor => {
@@ -190,7 +192,7 @@ describe("folder sources", () => {
     return jpeg.encode({ width, height, data }, 100).data
   }
   const folder = (files: Record<string, Uint8Array | string>) => {
-    const dir = mkdtempSync(path.join(tmpdir(), "bilevel-folder-"))
+    const dir = mkdtempSync(path.join(scratch, "folder-"))
     for (const [name, bytes] of Object.entries(files)) {
       mkdirSync(path.dirname(path.join(dir, name)), { recursive: true })
       writeFileSync(path.join(dir, name), bytes)
@@ -320,7 +322,7 @@ describe("the backbone's optimizer", () => {
 describe("bilevel evaluate", () => {
   it.effect("a few-shot run on a folder source is evaluated at its checkpoint and at its random initial backbone", () =>
     Effect.gen(function*() {
-      const root = mkdtempSync(path.join(tmpdir(), "bilevel-fewshot-"))
+      const root = mkdtempSync(path.join(scratch, "fewshot-"))
       const random = make(8)
       for (let c = 0; c < 5; c++) {
         mkdirSync(path.join(root, "images", `class${c}`), { recursive: true })

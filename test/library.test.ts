@@ -8,14 +8,14 @@ import { NodeServices } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Schema } from "effect"
-import { mkdtempSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { writeFileSync } from "node:fs"
 import * as path from "node:path"
 import { Arrays, check, commonSettings, defineTask, type Method, optimize, Solver, gradientDescent, reverse } from "effect-bilevel"
 import { exportSteps } from "../src/runtime/export.ts"
 import { resolveTask } from "../src/runtime/taskModule.ts"
+import { scratchDir } from "./support/scratch.ts"
 
-const scratch = mkdtempSync(path.join(tmpdir(), "bilevel-library-"))
+const scratch = scratchDir("library")
 const file = (name: string, text: string) => {
   const at = path.join(scratch, name)
   writeFileSync(at, text)

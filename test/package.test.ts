@@ -7,15 +7,15 @@
  * it prints must agree with finite differences: tfjs's gradients are registered from dist/ too.
  */
 import { execFileSync, spawnSync } from "node:child_process"
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
 import { assert, beforeAll, describe, it } from "vitest"
+import { scratchDir } from "./support/scratch.ts"
 
 const root = path.join(import.meta.dirname, "..")
 const examples = path.join(root, "examples")
 const bin = (name: string) => path.join(root, "node_modules", ".bin", name)
-const project = mkdtempSync(path.join(tmpdir(), "bilevel-package-"))
+const project = scratchDir("package")
 
 const run = (command: string, args: ReadonlyArray<string>, cwd = project) => {
   const result = spawnSync(command, args, { cwd, encoding: "utf8" })

@@ -5,12 +5,13 @@
 import { NodeServices } from "@effect/platform-node"
 import { assert, describe, it as vitestIt, layer } from "@effect/vitest"
 import { Effect, FileSystem, Layer } from "effect"
-import { mkdtempSync } from "node:fs"
-import { tmpdir } from "node:os"
 import * as path from "node:path"
 import * as Backend from "../src/runtime/Backend.ts"
 import { decodeSettings } from "../src/runtime/reproduce/Experiment.ts"
 import { logLogSlope, sidRates } from "../src/runtime/reproduce/sidRates.ts"
+import { scratchDir } from "./support/scratch.ts"
+
+const scratch = scratchDir("sid-rates")
 
 describe("log-log slope", () => {
   vitestIt("recovers the exponent of a power law", () => {
@@ -22,7 +23,7 @@ layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer), { timeout: 300_000 
   it.effect("writes the rate table, the cost table and four figures", () =>
     Effect.gen(function*() {
       const fs = yield* FileSystem.FileSystem
-      const out = path.join(mkdtempSync(path.join(tmpdir(), "bilevel-sid-rates-")), "sid-rates")
+      const out = path.join(scratch, "sid-rates")
       const settings = yield* decodeSettings(sidRates, {
         trainSize: 200, features: 5, grid: "5,20", large: 20, fitFrom: 5, fitTo: 20, sizes: "200", costBatches: "20",
         costSeeds: 1, maxSteps: 32, target: 0.5

@@ -5,13 +5,13 @@
  * gradcheck, and its saved x, z, y are read back by NumPy.
  */
 import { spawnSync } from "node:child_process"
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
 import { assert, beforeAll, describe, it } from "vitest"
 import { bilevel, type Finished } from "./support/cli.ts"
+import { scratchDir } from "./support/scratch.ts"
 
-const scratch = mkdtempSync(path.join(tmpdir(), "bilevel-user-task-"))
+const scratch = scratchDir("user-task")
 const ridge = path.join(import.meta.dirname, "..", "examples", "ridge.ts")
 const at = (...names: Array<string>) => path.join(scratch, ...names)
 const json = (file: string) => JSON.parse(readFileSync(file, "utf8"))
