@@ -7,11 +7,14 @@
 import { NodeServices } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect, Schema } from "effect"
-import { writeFileSync } from "node:fs"
+import { Effect, FileSystem, Schema } from "effect"
+import { cpSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
 import { Arrays, check, commonSettings, defineTask, type Method, optimize, Solver, gradientDescent, reverse } from "effect-bilevel"
+import * as Backend from "../src/runtime/Backend.ts"
 import { exportSteps } from "../src/runtime/export.ts"
+import { replay } from "../src/runtime/replay.ts"
+import { resume } from "../src/runtime/run.ts"
 import { resolveTask } from "../src/runtime/taskModule.ts"
 import { scratchDir } from "./support/scratch.ts"
 
@@ -65,6 +68,31 @@ describe("the promise facade", { timeout: 60_000 }, () => {
     assert.lengthOf(result.F, 30)
     const saved = await Effect.runPromise(Arrays.read(out, "x").pipe(Effect.provide(NodeServices.layer)))
     assert.deepStrictEqual(saved, { values: [...result.x], shape: [2] })
+  })
+
+  it("replay and resume of a run whose task and method were values in code: refused by name alone, identical when handed them", async () => {
+    const out = path.join(scratch, "tracking")
+    const onCpu = <A, E>(program: Effect.Effect<A, E, Backend.Backend | FileSystem.FileSystem>) =>
+      Effect.runPromise(program.pipe(Effect.scoped, Effect.provide(Backend.layer("cpu")), Effect.provide(NodeServices.layer)))
+    const byName = await onCpu(Effect.flip(replay({ dir: out })))
+    assert.strictEqual(byName._tag, "RunRecordError")
+    assert.include(byName.message, "the task \"tracking\" given as a value in code")
+    assert.include(byName.message, "{ dir, task }")
+    const taskOnly = await onCpu(Effect.flip(replay({ dir: out, task: tracking })))
+    assert.include(taskOnly.message, "the method \"plain-descent\" given as a value in code")
+    const wrong = await onCpu(Effect.flip(replay({ dir: out, task: { ...tracking, name: "other" }, method: plainDescent })))
+    assert.include(wrong.message, "was run with the task \"tracking\", not \"other\"")
+    const report = await onCpu(replay({ dir: out, task: tracking, method: plainDescent }))
+    assert.isTrue(report.identical)
+    assert.strictEqual(report.replayedSteps, 30)
+    const cut = path.join(scratch, "tracking-cut")
+    cpSync(out, cut, { recursive: true })
+    rmSync(path.join(cut, "summary.json"))
+    const refused = await onCpu(Effect.flip(resume({ dir: cut })))
+    assert.include(refused.message, "given as a value in code")
+    const resumed = await onCpu(resume({ dir: cut, task: tracking, method: plainDescent }))
+    assert.strictEqual(resumed.outerSteps, 30)
+    assert.deepStrictEqual(readFileSync(path.join(cut, "x.npy")), readFileSync(path.join(out, "x.npy")))
   })
 })
 

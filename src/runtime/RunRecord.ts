@@ -36,6 +36,11 @@ export const RunInfo = Schema.Struct({
   checkpointEvery: Schema.optional(Schema.Number),
   /** Absolute path of the user's module the task came from (`bilevel run ./ridge.ts`); absent for built-in tasks. */
   taskModule: Schema.optional(Schema.String),
+  /**
+   * Which of task and method were values given in code (`run({ task: defineTask(…) })`) that no file
+   * records: `resume` and `replay` must be handed the same values again.
+   */
+  definedInCode: Schema.optional(Schema.Array(Schema.Literals(["task", "method"]))),
   /** The command line that started the run, when it came from the CLI. */
   command: Schema.optional(Schema.Array(Schema.String)),
   /** The git commit of the directory the run was started in, when it is a repository. */

@@ -19,6 +19,7 @@
 import { Effect, FileSystem } from "effect"
 import { ReplayMismatch } from "../domain/errors.ts"
 import { Backend } from "./Backend.ts"
+import { type GivenInCode, recordedTaskAndMethod } from "./recordedRun.ts"
 import * as RunRecord from "./RunRecord.ts"
 import { run, type RunRequest } from "./run.ts"
 
@@ -107,7 +108,7 @@ export const firstDifference = (
   return summary === undefined ? undefined : { step: recorded.steps.length, ...summary, field: `summary.${summary.field}` }
 }
 
-export interface ReplayRequest {
+export interface ReplayRequest extends GivenInCode {
   /** The recorded run directory. */
   readonly dir: string
   /** Where the replay writes its record (must not exist); default a temporary directory, removed afterwards. */
@@ -149,11 +150,14 @@ export const replay = Effect.fnUntraced(function*(request: ReplayRequest) {
   // Only a summary the run wrote at its end is compared; an interrupted or rebuilt one says where it stopped.
   const recorded = read.summary?.status === "interrupted" ? { ...read, summary: undefined } : read
   const { info } = recorded
+  const { method, task } = yield* recordedTaskAndMethod(request.dir, info, request)
+  const inCode = info.definedInCode ?? []
   const out = request.out ?? `${yield* fs.makeTempDirectoryScoped({ prefix: "bilevel-replay-" }).pipe(Effect.orDie)}/run`
+  // By name where the record names them, so the replay's own record says the same.
   const replayed = yield* run({
-    task: info.task,
+    task: inCode.includes("task") ? task : info.task,
     taskModule: info.taskModule,
-    method: info.method,
+    method: inCode.includes("method") ? method : info.method,
     seed: info.seed,
     settings: info.config,
     out,

@@ -25,7 +25,8 @@ import { gitState, versions } from "./provenance.ts"
 import * as RunLock from "./runLock.ts"
 import * as RunRecord from "./RunRecord.ts"
 import type { StepRecord } from "./RunRecord.ts"
-import { checkCombination, findMethod, type ResolvedSettings, resolveMethod, resolveSettings } from "./settings.ts"
+import { type GivenInCode, recordedTaskAndMethod } from "./recordedRun.ts"
+import { checkCombination, type ResolvedSettings, resolveMethod, resolveSettings } from "./settings.ts"
 import { resolveTask } from "./taskModule.ts"
 
 export interface RunRequest {
@@ -66,6 +67,15 @@ export interface RunResult {
   readonly wallMs: number
   /** The outer step a resumed run continued from. */
   readonly resumedFrom?: number
+}
+
+/** Which of the request's task and method are values given in code, which no file records. */
+const definedInCode = (request: RunRequest): ReadonlyArray<"task" | "method"> | undefined => {
+  const inCode = [
+    ...(typeof request.task === "string" ? [] : ["task" as const]),
+    ...(typeof request.method === "string" ? [] : ["method" as const])
+  ]
+  return inCode.length === 0 ? undefined : inCode
 }
 
 /** `{ key: value }`, or nothing when the value is absent (run.json's optional fields). */
@@ -233,6 +243,7 @@ export const run = Effect.fnUntraced(function*(request: RunRequest) {
     startedAt: new Date().toISOString(),
     checkpointEvery,
     ...optional("taskModule", module),
+    ...optional("definedInCode", definedInCode(request)),
     ...optional("command", request.command),
     ...optional("git", gitState())
   })
@@ -258,7 +269,7 @@ export const run = Effect.fnUntraced(function*(request: RunRequest) {
   } satisfies RunResult
 }, Effect.scoped)
 
-export interface ResumeRequest {
+export interface ResumeRequest extends GivenInCode {
   /** A run directory written by {@link run}, interrupted or failed. */
   readonly dir: string
   readonly onStep?: RunRequest["onStep"]
@@ -287,8 +298,7 @@ export const resume = Effect.fnUntraced(function*(request: ResumeRequest) {
       problem: `was recorded on the ${info.backend} backend, not ${backend.name}: its trajectory continues only on the backend it started on`
     })
   }
-  const { task } = yield* resolveTask(info.task, info.taskModule)
-  const method = yield* findMethod(info.method)
+  const { method, task } = yield* recordedTaskAndMethod(dir, info, request)
   const settings = yield* resolveSettings(task, method, info.config)
   const checkpoint = yield* Checkpoint.read(dir)
   const steps = yield* RunRecord.readSteps(dir, { keep: checkpoint?.step ?? 0 })
