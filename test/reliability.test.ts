@@ -8,9 +8,9 @@
  */
 import { NodeServices } from "@effect/platform-node"
 import { assert, describe, it, layer } from "@effect/vitest"
-import { Effect, FileSystem, Layer, PlatformError } from "effect"
+import { Effect, Fiber, FileSystem, Layer, PlatformError } from "effect"
 import { execFileSync, spawnSync } from "node:child_process"
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, truncateSync, writeFileSync } from "node:fs"
 import { hostname, tmpdir } from "node:os"
 import { PNG } from "pngjs"
 import * as path from "node:path"
@@ -124,6 +124,48 @@ const mountable = (() => {
 })()
 const cpu = Layer.merge(Backend.layer("cpu"), NodeServices.layer)
 
+describe("the run lock's heartbeat", () => {
+  it.live("a holder beats its heartbeat; a waiting taker gets a lock once its beats stop, and is refused while they go on", () =>
+    Effect.gen(function*() {
+      const dir = out("heartbeat")
+      mkdirSync(dir)
+      const lock = path.join(dir, "run.lock")
+      const fast = { beatEveryMs: 50, staleAfterMs: 300 }
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* RunLock.hold(dir, fast)
+        const first = JSON.parse(readFileSync(lock, "utf8"))
+        yield* Effect.sleep("200 millis")
+        const later = JSON.parse(readFileSync(lock, "utf8"))
+        assert.deepInclude(later, { pid: process.pid, since: first.since })
+        assert.isAbove(Date.parse(later.beat), Date.parse(first.since), "the heartbeat moved on")
+      }))
+      assert.isFalse(existsSync(lock))
+      // Another host's holder that keeps beating: a waiting taker gives up after staleAfter.
+      const beating = { pid: 4_000_000, host: "elsewhere", since: new Date().toISOString() }
+      const beater = yield* Effect.forkChild(Effect.forever(
+        Effect.sync(() => {
+          // Renamed over the lock, as the real heartbeat does: a reader never sees a torn file.
+          writeFileSync(`${lock}.beat`, JSON.stringify({ ...beating, beat: new Date().toISOString() }))
+          renameSync(`${lock}.beat`, lock)
+        }).pipe(
+          Effect.andThen(Effect.sleep("30 millis"))
+        )
+      ))
+      yield* Effect.sleep("100 millis")
+    assert.isTrue(existsSync(lock), "the other host's lock is there")
+    const waited = Date.now()
+    const refused = yield* Effect.flip(Effect.scoped(RunLock.hold(dir, { ...fast, waitForStale: true })))
+    assert.isAtLeast(Date.now() - waited, fast.staleAfterMs, "it waited for the heartbeat to lapse before refusing")
+      assert.strictEqual(refused._tag, "RunLocked")
+      // Its beats stop (the machine is lost): the waiting taker takes the lock over.
+      yield* Fiber.interrupt(beater)
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* RunLock.hold(dir, { ...fast, waitForStale: true })
+        assert.deepInclude(JSON.parse(readFileSync(lock, "utf8")), { pid: process.pid, host: hostname() })
+      }))
+    }).pipe(Effect.provide(NodeServices.layer)))
+})
+
 layer(cpu)("run records", (it) => {
   describe("one writer per run directory", () => {
     it.effect("two resumes of one killed run started together: one runs, the other is refused naming the holder", () =>
@@ -150,19 +192,28 @@ layer(cpu)("run records", (it) => {
         assert.deepStrictEqual(leftovers(dir), [], "the lock is released")
       }))
 
-    it.effect("a lock left by a dead process on this host is stale and taken over; one from another host is not", () =>
+    it.effect("a lock left by a dead process on this host is stale and taken over; one from another host when its heartbeat has stopped", () =>
       Effect.gen(function*() {
         const dir = out("stale")
         yield* run({ ...quadratic, out: dir, checkpointEvery: 4, stopAfter: 6 })
         rmSync(path.join(dir, "summary.json"))
         const lock = path.join(dir, "run.lock")
-        writeFileSync(lock, JSON.stringify({ pid: 4_000_000, host: "elsewhere", since: "2026-01-01T00:00:00Z" }))
+        const ago = (ms: number) => new Date(Date.now() - ms).toISOString()
+        const foreignHolder = { pid: 4_000_000, host: "elsewhere", since: "2026-01-01T00:00:00Z" }
+        writeFileSync(lock, JSON.stringify({ ...foreignHolder, beat: ago(RunLock.staleAfterMs / 2) }))
         const foreign = yield* Effect.flip(resume({ dir }))
         assert.strictEqual(foreign._tag, "RunLocked")
         assert.include(foreign.message, "elsewhere")
+        assert.include(foreign.message, "last heartbeat")
         writeFileSync(lock, JSON.stringify({ pid: deadPid(), host: hostname(), since: "2026-01-01T00:00:00Z" }))
         const resumed = yield* resume({ dir })
         assert.strictEqual(resumed.outerSteps, 12)
+        assert.isFalse(existsSync(lock))
+        // A runner lost with its machine: its heartbeat stopped a while ago, so another host takes the run over.
+        rmSync(path.join(dir, "summary.json"))
+        writeFileSync(lock, JSON.stringify({ ...foreignHolder, beat: ago(2 * RunLock.staleAfterMs) }))
+        const takenOver = yield* resume({ dir })
+        assert.strictEqual(takenOver.outerSteps, 12)
         assert.isFalse(existsSync(lock))
       }))
 

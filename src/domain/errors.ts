@@ -148,11 +148,14 @@ export class RunLocked extends Schema.TaggedError<RunLocked>()("RunLocked", {
   dir: Schema.String,
   pid: Schema.Number,
   host: Schema.String,
-  since: Schema.String
+  since: Schema.String,
+  /** The holder's last heartbeat (its start when it has not beaten yet). */
+  beat: Schema.optional(Schema.String)
 }) {
   override get message() {
-    return `Run directory ${this.dir} is being written by process ${this.pid} on ${this.host} (since ${this.since}). ` +
-      `Wait for it to end; if that process is gone and was on another host, remove ${this.dir}/run.lock.`
+    return `Run directory ${this.dir} is being written by process ${this.pid} on ${this.host} (since ${this.since}` +
+      `${this.beat === undefined ? "" : `, last heartbeat ${this.beat}`}). Wait for it to end: a lock from another host ` +
+      `is taken over once its heartbeat has stopped for a minute; if that process is gone, removing ${this.dir}/run.lock frees it now.`
   }
 }
 

@@ -274,6 +274,8 @@ export interface ResumeRequest extends GivenInCode {
   readonly dir: string
   readonly onStep?: RunRequest["onStep"]
   readonly handleSignals?: boolean | undefined
+  /** Wait for another host's lock to go stale rather than refuse at once (a cluster runner taking a run over). */
+  readonly waitForLock?: boolean | undefined
 }
 
 /**
@@ -286,7 +288,7 @@ export const resume = Effect.fnUntraced(function*(request: ResumeRequest) {
   const { dir } = request
   const backend = yield* Backend
   // Held before anything is read: a second resume (or the run itself, still going) is refused here.
-  yield* RunLock.hold(dir)
+  yield* RunLock.hold(dir, { waitForStale: request.waitForLock })
   const info = yield* RunRecord.readInfo(dir)
   const summary = yield* RunRecord.readSummary(dir)
   if (summary?.status === "completed") {

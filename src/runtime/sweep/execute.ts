@@ -127,7 +127,8 @@ export const execute = Effect.fnUntraced(function*(
     Effect.mapError(() => new RunRecordError({ path: `${planned.dir}/${RunRecord.files.info}`, problem: `names the unknown backend "${info.backend}"` }))
   )
   yield* Journal.append(planned.journal, { id: planned.id, event: "start", action: "resumed" })
-  return yield* resume({ dir: planned.dir, onStep }).pipe(
+  // A run taken over from a runner that died on another machine still has its lock: wait for its heartbeat to lapse.
+  return yield* resume({ dir: planned.dir, onStep, waitForLock: true }).pipe(
     Effect.provide(Backend.layer(backend)),
     Effect.map(ended("resumed")),
     Effect.catch(failed("resumed")),
