@@ -60,7 +60,8 @@ export const hold = Effect.fnUntraced(function*(dir: string, options: HoldOption
     }
     yield* writeAtomically(path, JSON.stringify({ ...holder, beat: new Date().toISOString() }) + "\n")
   })
-  const beating = Effect.repeat(Effect.sleep(Duration.millis(beatEvery)).pipe(Effect.andThen(beat)), Schedule.forever).pipe(
+  // A beat is not cut short when the scope closes: it would leave run.lock.tmp behind.
+  const beating = Effect.repeat(Effect.sleep(Duration.millis(beatEvery)).pipe(Effect.andThen(Effect.uninterruptible(beat))), Schedule.forever).pipe(
     Effect.ignore,
     Effect.forkScoped
   )
