@@ -10,14 +10,15 @@ import { NodeServices } from "@effect/platform-node"
 import { assert, describe, it as vitestIt, layer } from "@effect/vitest"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Layer, Schema } from "effect"
-import { existsSync, readFileSync } from "node:fs"
+import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
 import type { BilevelProblem } from "../src/domain/Problem.ts"
 import * as Random from "../src/domain/Random.ts"
 import { make as makeRng, Rng } from "../src/domain/Rng.ts"
 import * as Backend from "../src/runtime/Backend.ts"
 import * as Checkpoint from "../src/runtime/checkpoint.ts"
-import { table3 } from "../src/runtime/reproduce/table3.ts"
+import { evaluate } from "../src/runtime/evaluate.ts"
+import { table3, table3Report } from "../src/runtime/reproduce/table3.ts"
 import { gradcheck } from "../src/runtime/gradcheck.ts"
 import { replay, timingFields } from "../src/runtime/replay.ts"
 import { resume, run } from "../src/runtime/run.ts"
@@ -306,6 +307,12 @@ layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer), { timeout: 120_000 
       assert.isBelow(k, settings.convergedMaxSteps, "and stops at the tolerance")
       assert.strictEqual(last["convergedSteps"], k)
       assert.approximately(last["convergedValLoss"] as number, vectorValue(problem.upper(x, y))[0]!, 1e-5)
+      // The same measure apart from training, at the checkpoint: for runs recorded without it.
+      const evaluation = yield* evaluate(result.runDir, { baseline: false })
+      assert.strictEqual(evaluation.step, 2)
+      assert.strictEqual(evaluation.trained["convergedSteps"], k)
+      assert.strictEqual(evaluation.trained["convergedTestAccuracy"], last["convergedTestAccuracy"])
+      assert.strictEqual(evaluation.trained["convergedValLoss"], last["convergedValLoss"])
     }).pipe(Effect.scoped))
 
   it.effect("a short IAPTT-GM run learns: validation loss falls and test accuracy beats chance", () =>
@@ -362,6 +369,21 @@ layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer), { timeout: 120_000 
       assert.isFalse(result.checks[0]!.passed) // 3 outer steps on 60 examples
       yield* table3.run(options)
       assert.include(lines.at(-1)!, "not run again")
+      // A record without the converged measure takes it from its `bilevel evaluate` result, saying so.
+      const records = yield* Effect.forEach(["rhg", "iaptt-gm"], (m) => RunRecord.read(path.join(out, "records", m)))
+      const without = records.map((r) => ({
+        ...r,
+        steps: r.steps.map(({ convergedTestAccuracy: _a, convergedSteps: _s, ...step }) => step),
+        summary: r.summary && { ...r.summary, final: { ...r.summary.final, convergedTestAccuracy: undefined, convergedSteps: undefined } }
+      }))
+      const evaluated = { ...without[1]!, evaluation: { step: 3, trained: { convergedTestAccuracy: 0.5, convergedSteps: 7 } } }
+      const text = table3Report([without[0]!, evaluated], { dataset: "fashion-mnist", net: "linear", plot: "p.svg", commands: "" })
+      assert.match(text, /\| RHG \| 3 \|( [^|]* \|){2} — \|/)
+      assert.include(text, "| 50.00 (7 steps, `bilevel evaluate` at step 3) |")
+      writeFileSync(path.join(out, "records", "rhg", "evaluation.json"), "{ not json")
+      const corrupt = yield* Effect.flip(table3.run({ ...options, settings: { ...settings, reportOnly: true } }))
+      assert.strictEqual(corrupt._tag, "RunRecordError")
+      assert.include(corrupt.message, "evaluation.json")
     }))
 
   it.effect("asking for more examples than the file holds is a DatasetError", () =>

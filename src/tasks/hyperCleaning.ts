@@ -272,6 +272,17 @@ export const hyperCleaning = erase<HyperCleaningSettings>({
           }))
           : Effect.succeed({})
 
+      // Apart from training (`bilevel evaluate`): the converged-training measure at a checkpoint, for runs
+      // recorded without it (convergedEvery = 0, or before it existed), from the run's own y_0 (z).
+      const evaluate: NonNullable<TaskInstance["evaluate"]> = (x, z) =>
+        tensorScope(Effect.gen(function*() {
+          return {
+            testAccuracyZ: yield* testAccuracy(z),
+            ...cleaningScores(yield* readVector(x), data.clean, settings.threshold),
+            ...(yield* converged(x, z))
+          }
+        }))
+
       const summarize = (steps: ReadonlyArray<Record<string, unknown>>) => {
         const recorded = steps.filter((s) => typeof s["testAccuracy"] === "number")
         const last = recorded.at(-1) ?? {}
@@ -297,6 +308,7 @@ export const hyperCleaning = erase<HyperCleaningSettings>({
         y0: t.y0,
         optimizers: { x: adam(settings.outerLr), z: zOptimizer(settings) },
         metrics,
+        evaluate,
         summarize
       }
     })

@@ -15,10 +15,11 @@
  */
 import { Effect, FileSystem, Schema } from "effect"
 import * as os from "node:os"
-import { InvalidConfig } from "../../domain/errors.ts"
+import { InvalidConfig, RunRecordError } from "../../domain/errors.ts"
 import { choice, count, natural } from "../../domain/settings.ts"
 import { methods as allMethods } from "../../solvers/methods.ts"
 import { hyperCleaning } from "../../tasks/hyperCleaning.ts"
+import { evaluationFile } from "../evaluate.ts"
 import { writePlot } from "../plot.ts"
 import { define, type ExperimentOptions } from "./Experiment.ts"
 import { run } from "../run.ts"
@@ -148,11 +149,22 @@ const runCommand = (r: RunRecord.RunRecord) => {
 
 const mean = (values: ReadonlyArray<number>) => values.reduce((a, b) => a + b, 0) / Math.max(values.length, 1)
 
+/** A run's final metrics; the converged measure from its `bilevel evaluate` result when it recorded none. */
+const finalOf = (r: Table3Run): Record<string, unknown> => {
+  const recordedFinal = recordedFinalOf(r)
+  const evaluated = r.evaluation?.trained["convergedTestAccuracy"]
+  return typeof recordedFinal["convergedTestAccuracy"] === "number" || evaluated === undefined ? recordedFinal : {
+    ...recordedFinal,
+    convergedTestAccuracy: evaluated,
+    convergedSteps: `${String(r.evaluation!.trained["convergedSteps"])} steps, \`bilevel evaluate\` at step ${r.evaluation!.step}`
+  }
+}
+
 /**
- * A run's final metrics: its summary's, or — for a run stopped before its end (no summary) — the same
+ * Its summary's final metrics, or — for a run stopped before its end (no summary) — the same
  * quantities read off its recorded steps (last recorded values, best over them).
  */
-const finalOf = (r: RunRecord.RunRecord): Record<string, unknown> => {
+const recordedFinalOf = (r: RunRecord.RunRecord): Record<string, unknown> => {
   if (r.summary?.status === "completed") return r.summary.final
   const recorded = r.steps.filter((s) => typeof s["testAccuracy"] === "number")
   const best = (key: string) => {
@@ -171,7 +183,7 @@ const finalOf = (r: RunRecord.RunRecord): Record<string, unknown> => {
 
 /** The report's Markdown, from the records alone. */
 export const table3Report = (
-  runs: ReadonlyArray<RunRecord.RunRecord>,
+  runs: ReadonlyArray<Table3Run>,
   options: { readonly dataset: string; readonly net: string; readonly plot: string; readonly commands: string }
 ): string => {
   const fashion = options.dataset === "fashion-mnist"
@@ -189,7 +201,9 @@ export const table3Report = (
       `${steps}${r.summary?.status === "completed" ? "" : ` (${r.summary?.status ?? "stopped"}, of ${String(r.info.config["outerSteps"])})`}`,
       `${percent(f["testAccuracy"])} / ${percent(f["f1"])}`,
       percent(f["testAccuracyZ"]),
-      f["convergedTestAccuracy"] === undefined ? "—" : `${percent(f["convergedTestAccuracy"])} (${String(f["convergedSteps"])} steps)`,
+      f["convergedTestAccuracy"] === undefined
+        ? "—"
+        : `${percent(f["convergedTestAccuracy"])} (${typeof f["convergedSteps"] === "string" ? f["convergedSteps"] : `${String(f["convergedSteps"])} steps`})`,
       `${percent(f["precision"])} / ${percent(f["recall"])}`,
       `${percent(f["bestTestAccuracy"])} / ${percent(f["bestF1"])}`,
       theirs === undefined ? "—" : `${theirs[0].toFixed(2)} / ${theirs[1].toFixed(2)}`,
@@ -271,6 +285,24 @@ export const table3Report = (
   ].join("\n")
 }
 
+/** A record, with its `bilevel evaluate` result when it has one (the converged measure of a run recorded without it). */
+type Table3Run = RunRecord.RunRecord & { readonly evaluation?: { readonly step: number; readonly trained: Record<string, number> } }
+
+const Evaluated = Schema.Struct({ step: Schema.Number, trained: Schema.Record(Schema.String, Schema.Number) })
+
+const readRun = (dir: string) =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const record = yield* RunRecord.read(dir)
+    const file = `${dir}/${evaluationFile}`
+    if (!(yield* fs.exists(file).pipe(Effect.orElseSucceed(() => false)))) return record
+    const evaluation = yield* fs.readFileString(file).pipe(
+      Effect.flatMap(Schema.decodeUnknownEffect(Schema.fromJsonString(Evaluated))),
+      Effect.mapError((e) => new RunRecordError({ path: file, problem: `cannot be read (${e.message}): run \`bilevel evaluate ${dir}\` again` }))
+    )
+    return { ...record, evaluation }
+  })
+
 /** Reads every record in `OUT/records`, writes the plot and the report. */
 export const writeTable3Report = Effect.fnUntraced(function*(out: string, settings: Pick<Table3Settings, "dataset" | "net">) {
   const fs = yield* FileSystem.FileSystem
@@ -278,7 +310,7 @@ export const writeTable3Report = Effect.fnUntraced(function*(out: string, settin
   const order = (m: string) => table3Methods.indexOf(m.replace(/-warm$/, "")) + 1 || 99
   const runs = yield* Effect.forEach(
     [...names].sort((a, b) => order(a) - order(b) || a.localeCompare(b)),
-    (name) => RunRecord.read(`${recordsDir(out)}/${name}`)
+    (name) => readRun(`${recordsDir(out)}/${name}`)
   )
   if (runs.length === 0) {
     return yield* new InvalidConfig({ message: `${recordsDir(out)} holds no run records: run some methods first.` })
