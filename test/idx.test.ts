@@ -3,17 +3,10 @@ import { assert, describe, it, layer } from "@effect/vitest"
 import { Effect, FileSystem } from "effect"
 import { existsSync } from "node:fs"
 import { gzipSync } from "node:zlib"
+import { idx } from "./support/idxBytes.ts"
 import { decodeIdx, readIdx } from "../src/tasks/idx.ts"
 import { datasetDir, fashionMnistDir, loadMnistLike } from "../src/tasks/mnistLike.ts"
 
-const idx = (magic: number, dims: ReadonlyArray<number>, data: ArrayLike<number>) => {
-  const bytes = new Uint8Array(4 + 4 * dims.length + data.length)
-  const view = new DataView(bytes.buffer)
-  view.setUint32(0, magic)
-  dims.forEach((d, i) => view.setInt32(4 + 4 * i, d))
-  bytes.set(data, 4 + 4 * dims.length)
-  return bytes
-}
 const pixels = (count: number) => Array.from({ length: count }, (_, i) => (i * 37) % 256)
 const images = (n: number, rows = 3, cols = 4) => idx(0x00000803, [n, rows, cols], pixels(n * rows * cols))
 const labels = (values: ReadonlyArray<number>) => idx(0x00000801, [values.length], values)

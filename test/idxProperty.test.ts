@@ -2,16 +2,9 @@ import { assert, describe, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Option } from "effect"
 import fc from "fast-check"
 import { gzipSync } from "node:zlib"
+import { idx } from "./support/idxBytes.ts"
 import { decodeIdx } from "../src/tasks/idx.ts"
 
-const idx = (magic: number, dims: ReadonlyArray<number>, data: ArrayLike<number>) => {
-  const bytes = new Uint8Array(4 + 4 * dims.length + data.length)
-  const view = new DataView(bytes.buffer)
-  view.setUint32(0, magic)
-  dims.forEach((d, i) => view.setInt32(4 + 4 * i, d))
-  bytes.set(data, 4 + 4 * dims.length)
-  return bytes
-}
 
 const validIdx = fc.oneof(
   fc.tuple(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 4 }))
