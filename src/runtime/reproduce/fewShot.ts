@@ -13,7 +13,7 @@ import { InvalidConfig } from "../../domain/errors.ts"
 import { choice, count, natural } from "../../domain/settings.ts"
 import { methods as allMethods } from "../../solvers/methods.ts"
 import { type Evaluation, evaluate, evaluationFile } from "../evaluate.ts"
-import { run } from "../run.ts"
+import { type RunSpec, runMissing } from "./runs.ts"
 import * as RunRecord from "../RunRecord.ts"
 import { define, type ExperimentOptions } from "./Experiment.ts"
 import { checksSection, figure, header, machine, table, writeReport } from "./report.ts"
@@ -53,35 +53,17 @@ const taskSettings = ({ methods: _m, reportOnly: _r, ...s }: FewShotExperimentSe
   ...(s.source === "folder" ? { color: "gray" } : {})
 })
 
-/** Runs the methods without a complete record (all of them with `overwrite`). */
-const runMissing = Effect.fnUntraced(function*(options: ExperimentOptions<FewShotExperimentSettings>, chosen: ReadonlyArray<string>) {
-  const fs = yield* FileSystem.FileSystem
-  for (const method of chosen) {
-    const dir = `${recordsDir(options.out)}/${method}`
-    if (yield* fs.exists(dir)) {
-      const existing = yield* RunRecord.read(dir)
-      if (!options.overwrite && existing.summary?.status === "completed") {
-        yield* options.progress(`${method}: complete record in ${dir}, not run again (--overwrite replaces it)`)
-        continue
-      }
-      if (!options.overwrite) {
-        return yield* new InvalidConfig({ message: `${dir} holds an unfinished or failed run; pass --overwrite (or remove it) to run ${method} again.` })
-      }
-      yield* fs.remove(dir, { recursive: true })
-    }
-    const result = yield* run({
-      task: "fewshot",
-      method,
-      seed: options.seeds[0]!,
-      settings: taskSettings(options.settings),
-      out: dir,
-      label: method,
-      checkpointEvery: options.settings.evalEvery
-    }).pipe(Effect.catchTag("Diverged", () => Effect.succeed(undefined)))
-    yield* options.progress(`${method}: ${result === undefined ? "diverged (see its record)" : `${result.outerSteps} outer steps in ${(result.wallMs / 1000).toFixed(0)} s`}`)
-  }
-  yield* fs.writeFileString(`${options.out}/commands.txt`, `${options.command}  # ${new Date().toISOString()}\n`, { flag: "a" })
-})
+/** One run per chosen method, recorded in `records/<method>`, checkpointed for evaluation. */
+const specsOf = (options: ExperimentOptions<FewShotExperimentSettings>, chosen: ReadonlyArray<string>): ReadonlyArray<RunSpec> =>
+  chosen.map((method) => ({
+    dir: `records/${method}`,
+    label: method,
+    task: "fewshot",
+    method,
+    seed: options.seeds[0]!,
+    settings: taskSettings(options.settings),
+    checkpointEvery: options.settings.evalEvery
+  }))
 
 /** A record's evaluation: the one written beside it, or a new one (with the baseline when `baseline`). */
 const evaluationOf = Effect.fnUntraced(function*(dir: string, baseline: boolean) {
@@ -131,7 +113,7 @@ export const fewShotExperiment = define({
       if (options.seeds.length !== 1) return yield* new InvalidConfig({ message: "fewshot runs one seed per method (--seeds N); use another --out per seed." })
       const fs = yield* FileSystem.FileSystem
       yield* fs.makeDirectory(recordsDir(options.out), { recursive: true })
-      if (!options.settings.reportOnly) yield* runMissing(options, chosen)
+      if (!options.settings.reportOnly) yield* runMissing(specsOf(options, chosen), options)
       const names = (yield* fs.readDirectory(recordsDir(options.out))).sort((a, b) => (chosen.indexOf(a) + 1 || 99) - (chosen.indexOf(b) + 1 || 99))
       const runs = yield* Effect.forEach(names, (name) => RunRecord.read(`${recordsDir(options.out)}/${name}`))
       if (runs.length === 0) return yield* new InvalidConfig({ message: `${recordsDir(options.out)} holds no run records: run some methods first.` })

@@ -3,7 +3,7 @@
  * experiment's directory, read back as run records for figures and tables.
  */
 import { Effect, FileSystem } from "effect"
-import { RunRecordError } from "../../domain/errors.ts"
+import { InvalidConfig, RunRecordError } from "../../domain/errors.ts"
 import { run } from "../run.ts"
 import * as RunRecord from "../RunRecord.ts"
 import type { ExperimentOptions } from "./Experiment.ts"
@@ -17,6 +17,8 @@ export interface RunSpec {
   readonly method: string
   readonly seed: number
   readonly settings: Record<string, unknown>
+  /** Checkpoint interval; default the run's. */
+  readonly checkpointEvery?: number | undefined
 }
 
 type Options = Pick<ExperimentOptions<unknown>, "out" | "overwrite" | "progress">
@@ -63,4 +65,46 @@ export const runAll = Effect.fnUntraced(function*(specs: ReadonlyArray<RunSpec>,
       )
       return record
     }))
+})
+
+/**
+ * Runs the specs without a complete record, one after another, for experiments whose methods may be run
+ * by separate invocations (in parallel, or across sessions): a complete record is kept unless
+ * `overwrite`, an unfinished one is refused with how to continue it, and the command line is appended to
+ * the experiment's `commands.txt`. A run that diverges or whose hypergradient fails keeps its record.
+ */
+export const runMissing = Effect.fnUntraced(function*(
+  specs: ReadonlyArray<RunSpec>,
+  options: Options & Pick<ExperimentOptions<unknown>, "command">
+) {
+  const fs = yield* FileSystem.FileSystem
+  for (const spec of specs) {
+    const dir = `${options.out}/${spec.dir}`
+    if (yield* fs.exists(dir)) {
+      const existing = yield* RunRecord.read(dir)
+      if (!options.overwrite && existing.summary?.status === "completed") {
+        yield* options.progress(`${spec.label}: complete record in ${dir}, not run again (--overwrite replaces it)`)
+        continue
+      }
+      if (!options.overwrite) {
+        return yield* new InvalidConfig({
+          message: `${dir} holds an unfinished or failed run: \`bilevel resume ${dir}\` continues it; --overwrite (or removing it) runs ${spec.label} again.`
+        })
+      }
+      yield* fs.remove(dir, { recursive: true })
+    }
+    const result = yield* run({
+      task: spec.task,
+      method: spec.method,
+      seed: spec.seed,
+      settings: spec.settings,
+      out: dir,
+      label: spec.label,
+      checkpointEvery: spec.checkpointEvery
+    }).pipe(Effect.catchTag(["Diverged", "HypergradientFailed"], (e) => Effect.succeed(e)))
+    yield* options.progress(
+      `${spec.label}: ${"_tag" in result ? `${result._tag} (see its record)` : `${result.outerSteps} outer steps in ${(result.wallMs / 1000).toFixed(0)} s`}`
+    )
+  }
+  yield* fs.writeFileString(`${options.out}/commands.txt`, `${options.command}  # ${new Date().toISOString()}\n`, { flag: "a" })
 })

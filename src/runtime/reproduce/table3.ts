@@ -22,7 +22,7 @@ import { hyperCleaning } from "../../tasks/hyperCleaning.ts"
 import { evaluationFile } from "../evaluate.ts"
 import { writePlot } from "../plot.ts"
 import { define, type ExperimentOptions } from "./Experiment.ts"
-import { run } from "../run.ts"
+import { type RunSpec, runMissing } from "./runs.ts"
 import * as RunRecord from "../RunRecord.ts"
 
 /** Table 3 of the IAPTT-GM paper, accuracy % / F1 %. */
@@ -96,39 +96,16 @@ const runsOf = (chosen: ReadonlyArray<string>, s: Table3Settings) =>
     ...(s.warmStart === "also" && !auxiliary.has(method) ? [{ method, name: `${method}-warm`, warm: true }] : [])
   ])
 
-/** Runs the methods that have no complete record yet (all of them with `overwrite`). */
-const runMissing = Effect.fnUntraced(function*(options: ExperimentOptions<Table3Settings>, chosen: ReadonlyArray<string>) {
-  const fs = yield* FileSystem.FileSystem
-  const seed = options.seeds[0]!
-  for (const { method, name, warm } of runsOf(chosen, options.settings)) {
-    const dir = `${recordsDir(options.out)}/${name}`
-    if (yield* fs.exists(dir)) {
-      const existing = yield* RunRecord.read(dir)
-      if (!options.overwrite && existing.summary?.status === "completed") {
-        yield* options.progress(`${name}: complete record in ${dir}, not run again (--overwrite replaces it)`)
-        continue
-      }
-      if (!options.overwrite) {
-        return yield* new InvalidConfig({
-          message: `${dir} holds an unfinished or failed run: \`bilevel resume ${dir}\` continues it; --overwrite (or removing it) runs ${name} again.`
-        })
-      }
-      yield* fs.remove(dir, { recursive: true })
-    }
-    const result = yield* run({
-      task: "hyper-cleaning",
-      method,
-      seed,
-      settings: { ...taskSettings(options.settings), ...(warm ? { warmStart: true } : {}) },
-      out: dir,
-      label: name
-    }).pipe(Effect.catchTag("Diverged", () => Effect.succeed(undefined)))
-    yield* options.progress(
-      `${name}: ${result === undefined ? "diverged (see its record)" : `${result.outerSteps} outer steps in ${(result.wallMs / 1000).toFixed(0)} s`}`
-    )
-  }
-  yield* fs.writeFileString(`${options.out}/commands.txt`, `${options.command}  # ${new Date().toISOString()}\n`, { flag: "a" })
-})
+/** One run per chosen method (and warm twin), recorded in `records/<name>`. */
+const specsOf = (options: ExperimentOptions<Table3Settings>, chosen: ReadonlyArray<string>): ReadonlyArray<RunSpec> =>
+  runsOf(chosen, options.settings).map(({ method, name, warm }) => ({
+    dir: `records/${name}`,
+    label: name,
+    task: "hyper-cleaning",
+    method,
+    seed: options.seeds[0]!,
+    settings: { ...taskSettings(options.settings), ...(warm ? { warmStart: true } : {}) }
+  }))
 
 const percent = (v: unknown) => (typeof v === "number" ? (100 * v).toFixed(2) : "—")
 const signed = (v: number) => `${v >= 0 ? "+" : ""}${v.toFixed(2)}`
@@ -371,7 +348,7 @@ export const table3 = define({
       }
       const fs = yield* FileSystem.FileSystem
       yield* fs.makeDirectory(options.out, { recursive: true })
-      if (!options.settings.reportOnly) yield* runMissing(options, chosen)
+      if (!options.settings.reportOnly) yield* runMissing(specsOf(options, chosen), options)
       const { path, runs } = yield* writeTable3Report(options.out, options.settings)
       return { report: path, checks: [iapttGmBar(runs)], wallMs: performance.now() - started }
     })
