@@ -367,8 +367,10 @@ layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer), { timeout: 120_000 
       assert.strictEqual(result.report, path.join(out, "README.md"))
       assert.strictEqual(result.checks.length, 1)
       assert.isFalse(result.checks[0]!.passed) // 3 outer steps on 60 examples
+      writeFileSync(path.join(out, "notes.md"), "## Why the rows differ\n\nThree outer steps.\n")
       yield* table3.run(options)
       assert.include(lines.at(-1)!, "not run again")
+      assert.include(readFileSync(result.report, "utf8"), "(PNG: accuracy-f1.png)\n\n## Why the rows differ\n\nThree outer steps.\n\n## Settings")
       // A record without the converged measure takes it from its `bilevel evaluate` result, saying so.
       const records = yield* Effect.forEach(["rhg", "iaptt-gm"], (m) => RunRecord.read(path.join(out, "records", m)))
       const without = records.map((r) => ({

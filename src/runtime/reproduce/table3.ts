@@ -8,7 +8,8 @@
  * `--set warmStart=also`, each fixed-init method again warm-started into `OUT/records/<method>-warm` —
  * then writes from every run
  * record found there a Markdown report (`OUT/README.md`: our accuracy and F1 beside the paper's, the
- * settings, backend, wall times, seeds, commands and versions) and a plot of test accuracy and cleaning
+ * settings, backend, wall times, seeds, commands and versions; under the table, `OUT/notes.md`, the
+ * analysis written by hand of why each row is where it is) and a plot of test accuracy and cleaning
  * F1 over outer steps (`OUT/accuracy-f1.svg`, `.png`). A method whose record is already complete is not run
  * again (unless `--overwrite`), so methods can be run by separate invocations — in parallel, with
  * different outer steps — into one directory, and the report covers all of them.
@@ -161,7 +162,14 @@ const recordedFinalOf = (r: RunRecord.RunRecord): Record<string, unknown> => {
 /** The report's Markdown, from the records alone. */
 export const table3Report = (
   runs: ReadonlyArray<Table3Run>,
-  options: { readonly dataset: string; readonly net: string; readonly plot: string; readonly commands: string }
+  options: {
+    readonly dataset: string
+    readonly net: string
+    readonly plot: string
+    readonly commands: string
+    /** The analysis written beside the records (`notes.md`): why each row is where it is. */
+    readonly notes?: string | undefined
+  }
 ): string => {
   const fashion = options.dataset === "fashion-mnist"
   const rows = runs.map((r) => {
@@ -231,6 +239,7 @@ export const table3Report = (
     "",
     `![test accuracy and F1 over outer steps](${options.plot}) (PNG: ${options.plot.replace(/svg$/, "png")})`,
     "",
+    ...(options.notes === undefined ? [] : [options.notes.trim(), ""]),
     "## Settings",
     "",
     `Shared by every run: ${shared.map((k) => `\`${k}=${JSON.stringify(configs[0]![k])}\``).join(", ")}.`,
@@ -305,9 +314,10 @@ export const writeTable3Report = Effect.fnUntraced(function*(out: string, settin
   yield* writePlot(runs, { metrics, title, panels }, `${out}/${plot}`)
   yield* writePlot(runs, { metrics, title, panels }, `${out}/${plot.replace(/svg$/, "png")}`)
   const commands = yield* fs.readFileString(`${out}/commands.txt`).pipe(Effect.orElseSucceed(() => "(not recorded)"))
+  const notes = yield* fs.readFileString(`${out}/notes.md`).pipe(Effect.option)
   // README.md, like every `bilevel reproduce` report, so a repository browser shows it.
   const path = `${out}/README.md`
-  yield* fs.writeFileString(path, table3Report(runs, { ...settings, plot, commands }))
+  yield* fs.writeFileString(path, table3Report(runs, { ...settings, plot, commands, notes: notes._tag === "Some" ? notes.value : undefined }))
   return { path, runs }
 })
 
