@@ -189,6 +189,14 @@ describe("plotRuns", () => {
       assert.strictEqual(at("a").filter((t) => at("b").includes(t)).length, 0)
     }).pipe(Effect.provide(NodeServices.layer)))
 
+  it.effect("plots series longer than a function call takes arguments (a long sweep's)", () =>
+    Effect.gen(function*() {
+      const long = 80_000
+      const runs = [memoryRun({ method: "a" }, (t) => 1 / (t + 1), long), memoryRun({ method: "b" }, (t) => 2 / (t + 1), long)]
+      const doc = parseSvg(yield* plotRuns(runs, { metrics: ["F"], scale: "log" }))
+      assert.lengthOf(withClass(doc, "g", "mark-line"), 2, "one line per series")
+    }).pipe(Effect.provide(NodeServices.layer)))
+
   it.effect("says on a log axis how many values ≤ 0 it could not show, and of which series", () =>
     Effect.gen(function*() {
       // a: F = t − 5, so t = 0..5 are ≤ 0 (6 values); b: all positive.

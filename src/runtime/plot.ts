@@ -316,7 +316,9 @@ const coinciding = (
 ): ReadonlyArray<ReadonlyArray<string>> => {
   const at = (v: number) => scale === "log" ? Math.log10(v) : v
   const values = lines.flatMap(([, rows]) => rows.map((r) => at(r.value)))
-  const tolerance = coincidence * (Math.max(...values) - Math.min(...values))
+  // A fold, not Math.max(...values): a sweep's series can hold more points than a call takes arguments.
+  const range = values.reduce((r, v) => [Math.min(r[0], v), Math.max(r[1], v)] as const, [Infinity, -Infinity] as const)
+  const tolerance = coincidence * (range[1] - range[0])
   const same = (a: ReadonlyArray<Row>, b: ReadonlyArray<Row>) =>
     a.length === b.length &&
     a.every((r, j) => r.x === b[j]!.x && Math.abs(at(r.value) - at(b[j]!.value)) <= tolerance)
