@@ -2,7 +2,7 @@
  * Checkpoints of the UL loop: everything the next outer step depends on, so that `bilevel resume`
  * continues a killed run exactly where the uninterrupted run would have been.
  *
- *   checkpoint.json = { format: 1, step, rng, x, z, xOptimizer, zOptimizer }
+ *   checkpoint.json = { format: 1, step, rng, x, z, adjoint?, xOptimizer, zOptimizer }
  *
  * - `step`: outer steps done; the state is (x_step, z_step) and steps.ndjson holds at least `step`
  *   lines (a step is recorded before its checkpoint is written).
@@ -10,6 +10,8 @@
  * - `x`, `z`: tensors; `xOptimizer`, `zOptimizer`: the optimizers' state trees (`OptState`), nested
  *   arrays of tensors. A tensor is `{ dtype, shape, data }`, `data` the base64 of its little-endian
  *   bytes: exact (float32 bits survive), and a third the size of decimal text for large z.
+ * - `adjoint`: the amortized adjoint v a solver under `warmAdjoint` carries (AmIGO, SOBA); absent
+ *   otherwise, so checkpoints of other methods are unchanged.
  *
  * Written with `RunRecord.writeAtomically` (temporary file, flush, rename), so a kill leaves the
  * previous checkpoint or the new one, never a torn one. A checkpoint is restored into the state a
@@ -44,6 +46,7 @@ export const Checkpoint = Schema.Struct({
   rng: Schema.Tuple([Int32, Int32, Int32, Int32]),
   x: TensorData,
   z: TensorData,
+  adjoint: Schema.optionalKey(TensorData),
   xOptimizer: OptStateData,
   zOptimizer: OptStateData
 })
@@ -62,13 +65,20 @@ const encodeState = (state: OptState): Effect.Effect<OptStateData> =>
 /** The checkpoint of `state` (one host read per tensor) with the generator's state `rng`. */
 export const capture = (state: OuterState, rng: ReadonlyArray<number>): Effect.Effect<Checkpoint> =>
   Effect.map(
-    Effect.all([encodeTensor(state.x), encodeTensor(state.z), encodeState(state.xOptimizer), encodeState(state.zOptimizer)]),
-    ([x, z, xOptimizer, zOptimizer]) => ({
+    Effect.all([
+      encodeTensor(state.x),
+      encodeTensor(state.z),
+      encodeState(state.xOptimizer),
+      encodeState(state.zOptimizer),
+      state.adjoint === undefined ? Effect.succeed(undefined) : encodeTensor(state.adjoint)
+    ]),
+    ([x, z, xOptimizer, zOptimizer, adjoint]) => ({
       format: 1 as const,
       step: state.t,
       rng: [rng[0]!, rng[1]!, rng[2]!, rng[3]!] as const,
       x,
       z,
+      ...(adjoint === undefined ? {} : { adjoint }),
       xOptimizer,
       zOptimizer
     })
@@ -124,15 +134,20 @@ export const restore = (checkpoint: Checkpoint, template: OuterState, path: stri
       decodeTensor(checkpoint.x, template.x, "x"),
       decodeTensor(checkpoint.z, template.z, "z"),
       decodeState(checkpoint.xOptimizer, template.xOptimizer, "xOptimizer"),
-      decodeState(checkpoint.zOptimizer, template.zOptimizer, "zOptimizer")
+      decodeState(checkpoint.zOptimizer, template.zOptimizer, "zOptimizer"),
+      ...(template.adjoint === undefined
+        ? []
+        : [checkpoint.adjoint === undefined
+          ? "it holds no adjoint v, which this run's method carries (warmAdjoint)"
+          : decodeTensor(checkpoint.adjoint, template.adjoint, "adjoint")])
     ] as const
     const problem = parts.find((p): p is string => typeof p === "string")
     if (problem !== undefined) {
       tf.dispose(parts.flatMap((p) => typeof p === "string" ? [] : p instanceof tf.Tensor ? [p] : stateTensors(p)))
       return Effect.fail(new RunRecordError({ path, problem: `does not fit this run: ${problem}` }))
     }
-    const [x, z, xOptimizer, zOptimizer] = parts as unknown as [tf.Tensor, tf.Tensor, OptState, OptState]
-    return Effect.succeed({ t: checkpoint.step, x, z, xOptimizer, zOptimizer })
+    const [x, z, xOptimizer, zOptimizer, adjoint] = parts as unknown as [tf.Tensor, tf.Tensor, OptState, OptState, tf.Tensor?]
+    return Effect.succeed({ t: checkpoint.step, x, z, ...(adjoint === undefined ? {} : { adjoint }), xOptimizer, zOptimizer })
   })
 
 /** Writes `checkpoint` into the run directory `dir`, replacing the previous one atomically. */

@@ -14,7 +14,7 @@ import { tensorScope } from "../domain/tensors.ts"
 import type { Method } from "../solvers/methods.ts"
 import { last } from "../dynamics/selection.ts"
 import { initialState, type OuterStep, outerSteps } from "../solvers/outerLoop.ts"
-import { lowerSolution, select } from "../solvers/Solver.ts"
+import { initialAdjoint, lowerSolution, select } from "../solvers/Solver.ts"
 import type { LowerTraining } from "../tasks/Task.ts"
 import type { Task } from "../tasks/Task.ts"
 import { Backend } from "./Backend.ts"
@@ -161,7 +161,7 @@ const sessionLoop = Effect.fnUntraced(function*(session: Session, stop: { readon
     // generator is restored only after it: from then on it draws what the uninterrupted run drew.
     const instance = yield* task.make(session.settings.task)
     const solver = session.method.build(session.settings.task, session.settings.method)
-    const fresh = initialState(instance.x0, instance.y0, instance.optimizers)
+    const fresh = initialState(instance.x0, instance.y0, instance.optimizers, initialAdjoint(solver, instance.y0))
     const checkpoint = resume?.checkpoint
     const start = checkpoint === undefined
       ? fresh

@@ -18,6 +18,8 @@ export interface HypergradientParts {
   readonly reverseSteps: number
   /** Hessian- or Jacobian-vector products computed. */
   readonly hvps: number
+  /** An amortized strategy's new adjoint v, which the next outer step starts from. */
+  readonly adjoint?: Vector
 }
 
 /**
@@ -43,8 +45,15 @@ export interface HypergradientStrategy<R extends InitGradient = InitGradient> {
    * and the strategy recomputes the rest.
    */
   readonly needsPrefix: Retention
+  /**
+   * Whether its adjoint v is amortized across outer steps (AmIGO, SOBA): `compute` starts from the
+   * previous step's v (`adjoint`, zero at the first) and returns the new one, which the outer loop
+   * carries when the solver says `Solver.warmAdjoint`.
+   */
+  readonly amortized?: boolean
   readonly compute: (
     dynamics: Dynamics,
-    trajectory: Trajectory
+    trajectory: Trajectory,
+    adjoint?: Vector
   ) => Effect.Effect<HypergradientParts, HypergradientFailed, LowerLevel>
 }

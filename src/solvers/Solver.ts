@@ -55,6 +55,11 @@ export interface Solver<
   readonly bounded: Bounded
   readonly selection: Selection
   readonly hypergradient: HypergradientStrategy<Reach>
+  /**
+   * How the adjoint v of an amortized strategy starts: `cold`, from 0 at every outer step; `warm`,
+   * from the previous outer step's v, carried in the UL state beside the warm-started y (AmIGO, SOBA).
+   */
+  readonly adjoint: "cold" | "warm"
 }
 
 /** A solver `solve` accepts: its inner stream ends. */
@@ -74,6 +79,8 @@ export interface Solution {
   readonly kbar: number
   /** For a meta-batch: each episode's k̄, in episode order. */
   readonly kbars?: ReadonlyArray<number>
+  /** Under `warmAdjoint`: the amortized strategy's new adjoint v, the next outer step's start. */
+  readonly adjoint?: Vector
   readonly cost: Cost
 }
 
@@ -98,7 +105,8 @@ export const make = (dynamics: Dynamics): Solver<false, "fixed", "exact"> =>
     inner: (s) => s,
     bounded: false,
     selection: last,
-    hypergradient: reverse()
+    hypergradient: reverse(),
+    adjoint: "cold"
   })
 
 /**
@@ -117,6 +125,21 @@ export const auxiliaryInit = <B extends boolean, R extends "exact" | "approximat
  */
 export const warmStart = <B extends boolean, R extends InitGradient>(self: Solver<B, "fixed", R>): Solver<B, "warm", R> =>
   solver({ ...self, initialization: "warm" })
+
+/**
+ * Warm adjoint: an amortized strategy's adjoint solve starts from the previous outer step's v
+ * (zero at the first), kept in the UL state like warm start's y so checkpoints and replay carry it.
+ * With `warmStart` this carries the whole inner state (y, v) of AmIGO and SOBA from step to step.
+ * Like warm start, one adjoint per run: a meta-batch of episodes refuses it when solved, and so does
+ * `solve` for a strategy that is not amortized.
+ */
+export const warmAdjoint = <B extends boolean, I extends Initialization, R extends InitGradient>(
+  self: Solver<B, I, R>
+): Solver<B, I, R> => solver({ ...self, adjoint: "warm" })
+
+/** The adjoint v_0 a run starts from: zero, shaped like y, under `warmAdjoint`; none otherwise. */
+export const initialAdjoint = (self: Solver, y0: Vector): Vector | undefined =>
+  self.adjoint === "warm" ? tf.zerosLike(y0) : undefined
 
 /** Appends a combinator to the inner loop (one that may not end it: use `take` or a stop for that). */
 export const iterates = (f: (iterates: Iterates.Iterates) => Iterates.Iterates) =>
@@ -151,7 +174,7 @@ export const truncateAtMinResidual = (alpha: number) => select(minResidual(alpha
  * type-check on an auxiliary-init solver.
  */
 export const hypergradient = <R extends InitGradient>(strategy: HypergradientStrategy<R>) =>
-<B extends boolean, I extends (R extends "none" ? "fixed" : Initialization)>(
+<B extends boolean, I extends (R extends "none" ? Exclude<Initialization, "auxiliary"> : Initialization)>(
   self: Solver<B, I, InitGradient>
 ): Solver<B, I, R> => solver({ ...self, hypergradient: strategy })
 
@@ -185,11 +208,25 @@ export const validate = (self: Solver): Effect.Effect<Bounded, InvalidSolver> =>
         hint: "Use a strategy that differentiates back to y_0 (reverse() without lastM), or drop auxiliaryInit."
       })
     )
+    : self.adjoint === "warm" && self.hypergradient.amortized !== true
+    ? Effect.fail(
+      new InvalidSolver({
+        solver: describe(self),
+        problem: `warmAdjoint carries an amortized adjoint v from step to step, and ${self.hypergradient.name} keeps none`,
+        hint: "Use the amortized strategy (amortized(...)) or drop warmAdjoint."
+      })
+    )
     : Effect.succeed(self as Bounded)
 
 /** One line naming a solver's parts, for messages. */
 export const describe = (self: Solver): string =>
-  [self.dynamics.name, self.initialization === "fixed" ? undefined : `${self.initialization}-init`, self.selection.name, self.hypergradient.name]
+  [
+    self.dynamics.name,
+    self.initialization === "fixed" ? undefined : `${self.initialization}-init`,
+    self.selection.name,
+    self.hypergradient.name,
+    self.adjoint === "warm" ? "warm-adjoint" : undefined
+  ]
     .filter((part) => part !== undefined)
     .join(" ∘ ")
 
@@ -199,14 +236,16 @@ const unkeyed = Random.key(0)
 /**
  * One hypergradient at (x, y_0): runs the inner loop, selects, differentiates. Every tensor made
  * on the way is released except those of the returned {@link Solution}. A sampled problem draws its
- * minibatches below `key` (an outer step's, or an episode's): the same key, the same samples.
+ * minibatches below `key` (an outer step's, or an episode's): the same key, the same samples. Under
+ * `warmAdjoint`, `adjoint` is the v the amortized strategy starts from (the caller's; zero when absent).
  */
 export const solve = (
   self: Bounded,
   problem: BilevelProblem,
   x: Vector,
   y0: Vector,
-  key: Random.Key = unkeyed
+  key: Random.Key = unkeyed,
+  adjoint?: Vector
 ): Effect.Effect<Solution, InvalidSolver | HypergradientFailed> => {
   const meter = makeMeter()
   const at = draws(problem, key)
@@ -216,7 +255,7 @@ export const solve = (
       self.inner(Iterates.unroll(self.dynamics, y0)),
       self.hypergradient.needsPrefix
     )
-    const parts = yield* self.hypergradient.compute(self.dynamics, trajectory).pipe(
+    const parts = yield* self.hypergradient.compute(self.dynamics, trajectory, self.adjoint === "warm" ? adjoint : undefined).pipe(
       // tfjs throws from inside a gradient; an op without a trustworthy second order is a failure of
       // this strategy on this problem, which the caller can act on, not a defect.
       Effect.catchDefect((defect) =>
@@ -240,6 +279,7 @@ export const solve = (
       y,
       upper,
       kbar: trajectory.selected.k,
+      ...(self.adjoint === "warm" && parts.adjoint !== undefined ? { adjoint: parts.adjoint } : {}),
       cost: {
         innerSteps: trajectory.stepsTaken,
         reverseSteps: parts.reverseSteps,

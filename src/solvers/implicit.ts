@@ -12,8 +12,9 @@ import { Effect } from "effect"
 import type { BilevelProblem, Vector } from "../domain/Problem.ts"
 import { type Dynamics, lowerGradient } from "../dynamics/Dynamics.ts"
 import { iterateY, LowerLevel } from "../dynamics/Iterate.ts"
-import type { HypergradientStrategy } from "./Hypergradient.ts"
-import type { LinearSolver } from "./linearSolvers.ts"
+import type { HypergradientFailed } from "../domain/errors.ts"
+import type { HypergradientParts, HypergradientStrategy } from "./Hypergradient.ts"
+import type { LinearSolver, WarmStartable } from "./linearSolvers.ts"
 import { gradients, vjp } from "./vjp.ts"
 
 /** c(x, y) with c(x, y*(x)) = 0. */
@@ -55,21 +56,68 @@ export const implicit = (condition: OptimalityCondition, solver: LinearSolver): 
   exact: false,
   needsPrefix: false,
   compute: (_dynamics, trajectory) =>
-    Effect.gen(function*() {
-      const { at, meter, x } = yield* LowerLevel
-      const y = iterateY(trajectory.selected)
-      const problem = (j: number) => at("adjoint", solver.draws === "fresh" ? j : 0)
-      const [gx, gy] = gradients((xx, yy) => at("upper", 0).upper(xx!, yy!), [x, y])
-      const transposedA = (v: Vector, j: number) => {
-        const [av] = vjp((yy) => [condition.residual(problem(j), x, yy!)], [y], [v])
-        meter.sample()
-        return av!
-      }
-      const { matvecs, solution } = yield* solver.solve(transposedA, gy!)
-      const hypergradient = tf.tidy(() => {
-        const [bv] = vjp((xx) => [condition.residual(problem(matvecs), xx!, y)], [x], [solution])
-        return tf.sub(gx!, bv!)
-      })
-      return { x: hypergradient, y0: tf.zerosLike(y), reverseSteps: 0, hvps: matvecs + 1 }
+    Effect.flatMap(Effect.service(LowerLevel), ({ at }) =>
+      adjointHypergradient(
+        condition,
+        iterateY(trajectory.selected),
+        (j) => at("adjoint", solver.draws === "fresh" ? j : 0),
+        (matvec, b) => solver.solve(matvec, b)
+      ))
+})
+
+/**
+ * The amortized implicit strategy (AmIGO, Arbel & Mairal, ICLR 2022; SOBA, Dagréou et al., NeurIPS
+ * 2022): as `implicit`, but the adjoint solve starts from the previous outer step's v, so a few
+ * stochastic steps per outer step track v*(x) as x moves. `at: "selected"` (AmIGO) solves at the
+ * selected iterate on fresh draws. `at: "start"` (SOBA's single loop) solves at y_0 on the LL draw
+ * of the step from y_0, so y, v and x all step from (y_t, v_t, x_t) on one sample, as SOBA's
+ * simultaneous update does. The sign is `implicit`'s: v → (∇²_yy f)⁻¹ ∇_y F, the negative of
+ * SOBA's paper's v.
+ */
+export const amortized = (
+  condition: OptimalityCondition,
+  solver: WarmStartable,
+  options: { readonly at: "selected" | "start" }
+): HypergradientStrategy<"none"> => ({
+  name: `amortized(${condition.name}, ${solver.name}${options.at === "start" ? ", at y_0" : ""})`,
+  initGradient: "none",
+  exact: false,
+  needsPrefix: options.at === "start",
+  amortized: true,
+  compute: (_dynamics, trajectory, adjoint) =>
+    Effect.flatMap(Effect.service(LowerLevel), ({ at }) => {
+      const iterate = options.at === "start" ? trajectory.prefix[0]! : trajectory.selected
+      return adjointHypergradient(
+        condition,
+        iterateY(iterate),
+        (j) => options.at === "start" ? at("lower", iterate.k) : at("adjoint", solver.draws === "fresh" ? j : 0),
+        (matvec, b) => adjoint === undefined ? solver.solve(matvec, b) : solver.solveFrom(matvec, b, adjoint)
+      )
     })
 })
+
+/**
+ * ∇_x F − Bᵀ v at (x, y) with Aᵀ v = ∇_y F solved by `solveAdjoint`, product j (and then Bᵀ v) on
+ * `problem(j)`; v is returned as the parts' adjoint.
+ */
+const adjointHypergradient = (
+  condition: OptimalityCondition,
+  y: Vector,
+  problem: (j: number) => BilevelProblem,
+  solveAdjoint: LinearSolver["solve"]
+): Effect.Effect<HypergradientParts, HypergradientFailed, LowerLevel> =>
+  Effect.gen(function*() {
+    const { at, meter, x } = yield* LowerLevel
+    const [gx, gy] = gradients((xx, yy) => at("upper", 0).upper(xx!, yy!), [x, y])
+    const transposedA = (v: Vector, j: number) => {
+      const [av] = vjp((yy) => [condition.residual(problem(j), x, yy!)], [y], [v])
+      meter.sample()
+      return av!
+    }
+    const { matvecs, solution } = yield* solveAdjoint(transposedA, gy!)
+    const hypergradient = tf.tidy(() => {
+      const [bv] = vjp((xx) => [condition.residual(problem(matvecs), xx!, y)], [x], [solution])
+      return tf.sub(gx!, bv!)
+    })
+    return { x: hypergradient, y0: tf.zerosLike(y), reverseSteps: 0, hvps: matvecs + 1, adjoint: solution }
+  })

@@ -130,29 +130,44 @@ export const neumann = (options: {
   }
 })
 
+/** A linear solver that can also start from a given guess v_0 (an amortized adjoint's previous v). */
+export interface WarmStartable extends LinearSolver {
+  /** As `solve`, from v_0 = `initial` (the caller's tensor) instead of 0. */
+  readonly solveFrom: (matvec: (v: Vector, j: number) => Vector, b: Vector, initial: Vector) => ReturnType<LinearSolver["solve"]>
+}
+
 /**
  * The stochastic fixed-point iteration of SID (Grazzi, Pontil, Salzo, AISTATS 2021):
  * v_{j+1} = v_j + η_j (b − A_j v_j) from v_0 = 0, A_j a fresh draw. With A = I − ∂_yΦ̂ this is
  * v_{j+1} = (1 − η_j) v_j + η_j ((∂_yΦ̂_j)ᵀ v_j + b), whose mean-square error vanishes as O(1/k) under
  * η_j = β/(γ + j) with β above the contraction's threshold. J iterations make J − 1 products (v_1 = η_0 b).
+ *
+ * It is also SGD on the quadratic ½vᵀAv − bᵀv, which is how AmIGO and SOBA solve for their adjoint:
+ * `solveFrom` starts it at their previous v, and then J iterations make J products.
  */
-export const stochasticFixedPoint = (options: { readonly iterations: number; readonly stepSize: StepSize }): LinearSolver => ({
-  name: `stochastic-fixed-point(${options.iterations}, η=${stepSizeName(options.stepSize)})`,
-  draws: "fresh",
-  solve: (matvec, b) => {
+export const stochasticFixedPoint = (options: { readonly iterations: number; readonly stepSize: StepSize }): WarmStartable => {
+  const run = (matvec: (v: Vector, j: number) => Vector, b: Vector, initial: Vector | undefined) => {
+    // From 0 the first product is A·0: skipped, so v_1 = η_0 b and product j uses draw j − 1.
+    const skipped = initial === undefined ? 1 : 0
     const iterates = iterateLazily(
-      () => ({ i: 0, v: tf.zerosLike(b) }),
+      () => ({ i: 0, v: initial ?? tf.zerosLike(b) }),
       (s) =>
         tf.tidy(() => {
           const eta = stepSizeAt(options.stepSize, s.i)
-          const residual = s.i === 0 ? b : tf.sub(b, matvec(s.v, s.i - 1))
+          const residual = s.i < skipped ? b : tf.sub(b, matvec(s.v, s.i - skipped))
           return { i: s.i + 1, v: tf.add(s.v, tf.mul(eta, residual)) }
         }),
-      (s) => releaseExcept(b, [s.v])
+      (s) => releaseExcept(b, s.v === initial ? [] : [s.v])
     )
-    return lastOf(Stream.take(iterates, options.iterations + 1), (s) => ({ solution: s.v, matvecs: Math.max(s.i - 1, 0) }))
+    return lastOf(Stream.take(iterates, options.iterations + 1), (s) => ({ solution: s.v, matvecs: Math.max(s.i - skipped, 0) }))
   }
-})
+  return {
+    name: `stochastic-fixed-point(${options.iterations}, η=${stepSizeName(options.stepSize)})`,
+    draws: "fresh",
+    solve: (matvec, b) => run(matvec, b, undefined),
+    solveFrom: run
+  }
+}
 
 /** Frees a solver iterate's tensors once the next exists; b is the caller's. */
 const releaseExcept = (b: Vector, tensors: ReadonlyArray<tf.Tensor>) => tf.dispose(tensors.filter((t) => t !== b))

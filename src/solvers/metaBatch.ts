@@ -16,20 +16,25 @@ import { tensorScope, tidy } from "../domain/tensors.ts"
 import { type Bounded, describe, type Solution, solve, upperAt } from "./Solver.ts"
 import { vjp } from "./vjp.ts"
 
-/** dF/dx at (x, z) for the outer step keyed `key`: one problem, or the mean over its episodes. */
+/**
+ * dF/dx at (x, z) for the outer step keyed `key`: one problem, or the mean over its episodes. An
+ * amortized strategy under `warmAdjoint` starts from `adjoint`.
+ */
 export const hypergradientAt = (
   solver: Bounded,
   problem: BilevelProblem,
   x: Vector,
   z: Vector,
-  key: Random.Key
+  key: Random.Key,
+  adjoint?: Vector
 ): Effect.Effect<Solution, InvalidSolver | HypergradientFailed> =>
-  problem.episodes === undefined ? solve(solver, problem, x, z, key) : tensorScope(Effect.gen(function*() {
-    if (solver.initialization === "warm") {
+  problem.episodes === undefined ? solve(solver, problem, x, z, key, adjoint) : tensorScope(Effect.gen(function*() {
+    if (solver.initialization === "warm" || solver.adjoint === "warm") {
       return yield* new InvalidSolver({
         solver: describe(solver),
-        problem: "warm start carries one LL variable from step to step, and a meta-batch has one per episode",
-        hint: "Drop warmStart for episodic tasks (auxiliary-init learns a shared initialization instead)."
+        problem: `${solver.initialization === "warm" ? "warm start" : "warmAdjoint"} carries one LL variable from step to step, ` +
+          "and a meta-batch has one per episode",
+        hint: "Drop warmStart and warmAdjoint for episodic tasks (auxiliary-init learns a shared initialization instead)."
       })
     }
     const solutions: Array<Solution> = []

@@ -9,7 +9,7 @@ import { bda, fista, gradientDescent, nesterovMomentum } from "../dynamics/Dynam
 import { constant, decreasing } from "../dynamics/schedules.ts"
 import { averaged } from "../dynamics/stochasticFixedPoint.ts"
 import { firstOrder } from "./firstOrder.ts"
-import { fixedPoint, fixedPointOf, implicit, stationarity } from "./implicit.ts"
+import { amortized, fixedPoint, fixedPointOf, implicit, stationarity } from "./implicit.ts"
 import { conjugateGradient, neumann, stochasticFixedPoint } from "./linearSolvers.ts"
 import { reverse } from "./reverse.ts"
 import * as Solver from "./Solver.ts"
@@ -59,6 +59,12 @@ const defineAuxiliary = <F extends Schema.Struct.Fields>(method: Definition<F, "
     )
   })
 }) as unknown as Method
+
+/**
+ * A method that carries its whole inner state, y and the adjoint v, from outer step to outer step
+ * (warm start and warm adjoint are what it is, so it has no warmStart setting).
+ */
+const defineAmortized = <F extends Schema.Struct.Fields>(method: Definition<F, "warm">): Method => method as unknown as Method
 
 const none = Schema.Struct({})
 
@@ -164,6 +170,42 @@ export const stocbio = define({
     )
 })
 
+/**
+ * The amortized adjoint of AmIGO and SOBA: SGD steps v ← v − ρ(∇²_yy f̂ v − ∇_y F̂) on the quadratic
+ * ½vᵀ∇²_yy f v − ∇_y Fᵀv, whose Hessian is that of y's SGD, so the LL step ρ (innerLr) suits both, as
+ * benchmark_bilevel's reference code takes it; then the hypergradient ∇_x F̂ − ∇²_xy f̂ v.
+ */
+const amortizedAdjoint = (innerLr: number, steps: number, at: "selected" | "start") =>
+  amortized(stationarity, stochasticFixedPoint({ iterations: steps, stepSize: innerLr }), { at })
+
+export const soba = defineAmortized({
+  name: "soba",
+  description: "SOBA (NeurIPS 2022), single loop: per outer step one SGD step on y, one on the adjoint v and one on x, " +
+    "all from (y_t, v_t, x_t) on one LL draw, y and v carried across steps (step ρ = innerLr; innerSteps unused)",
+  settings: none,
+  build: ({ innerLr }) =>
+    Solver.make(gradientDescent({ lr: innerLr })).pipe(
+      Solver.take(1),
+      Solver.warmStart,
+      Solver.hypergradient(amortizedAdjoint(innerLr, 1, "start")),
+      Solver.warmAdjoint
+    )
+})
+
+export const amigo = defineAmortized({
+  name: "amigo",
+  description: "AmIGO (ICLR 2022): T warm-started SGD steps on y, then M warm-started SGD steps on the adjoint " +
+    "v ← v − ρ(∇²_yy f̂ v − ∇_y F̂) on fresh draws, hypergradient ∇_x F̂ − ∇²_xy f̂ v (step ρ = innerLr)",
+  settings: Schema.Struct({ amigoAdjointSteps: count(10, "SGD steps M on the adjoint v per outer step, from the previous v (AmIGO)") }),
+  build: ({ innerLr, innerSteps }, { amigoAdjointSteps }) =>
+    Solver.make(gradientDescent({ lr: innerLr })).pipe(
+      Solver.take(innerSteps),
+      Solver.warmStart,
+      Solver.hypergradient(amortizedAdjoint(innerLr, amigoAdjointSteps, "selected")),
+      Solver.warmAdjoint
+    )
+})
+
 export const iaGm = defineAuxiliary({
   name: "ia-gm",
   description: "Initialization auxiliary: y_0 = z learned beside x, K projected GD steps, full reverse (IA-GM)",
@@ -208,6 +250,8 @@ export const methods: ReadonlyArray<Method> = [
   aidFp,
   sid,
   stocbio,
+  soba,
+  amigo,
   iaGm,
   iaGmA,
   iapttGm,

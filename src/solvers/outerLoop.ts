@@ -18,6 +18,8 @@ export interface OuterState {
   readonly x: Vector
   /** The LL initialization: learned under auxiliary-init, the last y_k̄ under warm start, fixed otherwise. */
   readonly z: Vector
+  /** Under `warmAdjoint`: the amortized adjoint v the next hypergradient starts from. */
+  readonly adjoint?: Vector
   readonly xOptimizer: OptState
   readonly zOptimizer: OptState
 }
@@ -39,15 +41,31 @@ export interface UpperOptimizers {
   readonly z: GradientTransformation
 }
 
-/** The initial outer state; the loop takes ownership of copies of x_0 and z_0. */
-export const initialState = (x0: Vector, z0: Vector, optimizers: UpperOptimizers): OuterState =>
+/**
+ * The initial outer state; the loop takes ownership of copies of x_0 and z_0, and of v_0 when given
+ * (`Solver.initialAdjoint`, for a solver under `warmAdjoint`).
+ */
+export const initialState = (x0: Vector, z0: Vector, optimizers: UpperOptimizers, adjoint0?: Vector): OuterState =>
   tidy(() => {
     const x = tf.clone(x0)
     const z = tf.clone(z0)
-    return { t: 0, x, z, xOptimizer: optimizers.x.init(x), zOptimizer: optimizers.z.init(z) }
+    return {
+      t: 0,
+      x,
+      z,
+      ...(adjoint0 === undefined ? {} : { adjoint: tf.clone(adjoint0) }),
+      xOptimizer: optimizers.x.init(x),
+      zOptimizer: optimizers.z.init(z)
+    }
   })
 
-const tensorsOf = (s: OuterState) => [s.x, s.z, ...stateTensors(s.xOptimizer), ...stateTensors(s.zOptimizer)]
+const tensorsOf = (s: OuterState) => [
+  s.x,
+  s.z,
+  ...(s.adjoint === undefined ? [] : [s.adjoint]),
+  ...stateTensors(s.xOptimizer),
+  ...stateTensors(s.zOptimizer)
+]
 
 /**
  * Σ 0·v: 0 when every entry of v is finite, NaN as soon as one is NaN or ±Inf. Unlike a norm, it
@@ -83,7 +101,7 @@ const outerStep = (solver: Bounded, problem: BilevelProblem, optimizers: UpperOp
 (before: OuterState, previous: OuterStep | undefined): Effect.Effect<OuterStep, OuterStepError> =>
   tensorScope(Effect.gen(function*() {
     const started = performance.now()
-    const solution = yield* hypergradientAt(solver, problem, before.x, before.z, stepKey(key, before.t))
+    const solution = yield* hypergradientAt(solver, problem, before.x, before.z, stepKey(key, before.t), before.adjoint)
     const learnsZ = solver.initialization === "auxiliary"
     const [hypergradNorm, ...checks] = (yield* readVector(tf.tidy(() =>
       tf.stack([
@@ -104,14 +122,15 @@ const outerStep = (solver: Bounded, problem: BilevelProblem, optimizers: UpperOp
       const [z, zOptimizer] = learnsZ
         ? step(optimizers.z, before.z, solution.gradZ, before.zOptimizer, problem.projectY ?? identity)
         : [tf.clone(solver.initialization === "warm" ? solution.y : before.z), before.zOptimizer]
-      return { t: before.t + 1, x, z, xOptimizer, zOptimizer }
+      const adjoint = solution.adjoint ?? before.adjoint
+      return { t: before.t + 1, x, z, ...(adjoint === undefined ? {} : { adjoint: tf.clone(adjoint) }), xOptimizer, zOptimizer }
     })
-    const [xFinite, zFinite] = yield* finiteEach([after.x, after.z])
+    const [xFinite, zFinite, adjointFinite = true] = yield* finiteEach([after.x, after.z, ...(after.adjoint === undefined ? [] : [after.adjoint])])
     const current = { before, solution, hypergradNorm, after, ms: performance.now() - started } satisfies OuterStep
-    if (!xFinite || !zFinite) {
+    if (!xFinite || !zFinite || !adjointFinite) {
       return yield* new Diverged({
         step: before.t,
-        quantity: xFinite ? "z (the LL initialization) after the UL update" : "x after the UL update",
+        quantity: !xFinite ? "x after the UL update" : !zFinite ? "z (the LL initialization) after the UL update" : "the carried adjoint v",
         lastFinite: yield* lastFiniteOf(current, before)
       })
     }
@@ -149,5 +168,5 @@ export const outerSteps = (
 const release = (previous: OuterStep, current: OuterStep) => {
   const keep = new Set(tensorsOf(current.before).map((t) => t.id))
   const s = previous.solution
-  tf.dispose([...tensorsOf(previous.before), s.gradX, s.gradZ, s.y].filter((t) => !keep.has(t.id)))
+  tf.dispose([...tensorsOf(previous.before), s.gradX, s.gradZ, s.y, ...(s.adjoint === undefined ? [] : [s.adjoint])].filter((t) => !keep.has(t.id)))
 }
