@@ -61,7 +61,8 @@ export const implicit = (condition: OptimalityCondition, solver: LinearSolver): 
         condition,
         iterateY(trajectory.selected),
         (j) => at("adjoint", solver.draws === "fresh" ? j : 0),
-        (matvec, b) => solver.solve(matvec, b)
+        (matvec, b) => solver.solve(matvec, b),
+        (solution) => solution
       ))
 })
 
@@ -69,9 +70,10 @@ export const implicit = (condition: OptimalityCondition, solver: LinearSolver): 
  * The amortized implicit strategy (AmIGO, Arbel & Mairal, ICLR 2022; SOBA, Dagréou et al., NeurIPS
  * 2022): as `implicit`, but the adjoint solve starts from the previous outer step's v, so a few
  * stochastic steps per outer step track v*(x) as x moves. `at: "selected"` (AmIGO) solves at the
- * selected iterate on fresh draws. `at: "start"` (SOBA's single loop) solves at y_0 on the LL draw
- * of the step from y_0, so y, v and x all step from (y_t, v_t, x_t) on one sample, as SOBA's
- * simultaneous update does. The sign is `implicit`'s: v → (∇²_yy f)⁻¹ ∇_y F, the negative of
+ * selected iterate on fresh draws and steps x with the new v. `at: "start"` (SOBA's single loop)
+ * takes its adjoint step at y_0 on the LL draw of the step from y_0, and the hypergradient with the
+ * previous v, so y, v and x all step from (y_t, v_t, x_t) on one sample, as SOBA's simultaneous
+ * update does. The sign is `implicit`'s: v → (∇²_yy f)⁻¹ ∇_y F, the negative of
  * SOBA's paper's v.
  */
 export const amortized = (
@@ -86,25 +88,28 @@ export const amortized = (
   amortized: true,
   compute: (_dynamics, trajectory, adjoint) =>
     Effect.flatMap(Effect.service(LowerLevel), ({ at }) => {
-      const iterate = options.at === "start" ? trajectory.prefix[0]! : trajectory.selected
+      const simultaneous = options.at === "start"
+      const iterate = simultaneous ? trajectory.prefix[0]! : trajectory.selected
       return adjointHypergradient(
         condition,
         iterateY(iterate),
-        (j) => options.at === "start" ? at("lower", iterate.k) : at("adjoint", solver.draws === "fresh" ? j : 0),
-        (matvec, b) => adjoint === undefined ? solver.solve(matvec, b) : solver.solveFrom(matvec, b, adjoint)
+        (j) => simultaneous ? at("lower", iterate.k) : at("adjoint", solver.draws === "fresh" ? j : 0),
+        (matvec, b) => adjoint === undefined ? solver.solve(matvec, b) : solver.solveFrom(matvec, b, adjoint),
+        (solution) => simultaneous ? adjoint ?? tf.zerosLike(solution) : solution
       )
     })
 })
 
 /**
  * ∇_x F − Bᵀ v at (x, y) with Aᵀ v = ∇_y F solved by `solveAdjoint`, product j (and then Bᵀ v) on
- * `problem(j)`; v is returned as the parts' adjoint.
+ * `problem(j)`, v = `stepWith(solution)`; the solution is returned as the parts' adjoint.
  */
 const adjointHypergradient = (
   condition: OptimalityCondition,
   y: Vector,
   problem: (j: number) => BilevelProblem,
-  solveAdjoint: LinearSolver["solve"]
+  solveAdjoint: LinearSolver["solve"],
+  stepWith: (solution: Vector) => Vector
 ): Effect.Effect<HypergradientParts, HypergradientFailed, LowerLevel> =>
   Effect.gen(function*() {
     const { at, meter, x } = yield* LowerLevel
@@ -116,7 +121,7 @@ const adjointHypergradient = (
     }
     const { matvecs, solution } = yield* solveAdjoint(transposedA, gy!)
     const hypergradient = tf.tidy(() => {
-      const [bv] = vjp((xx) => [condition.residual(problem(matvecs), xx!, y)], [x], [solution])
+      const [bv] = vjp((xx) => [condition.residual(problem(matvecs), xx!, y)], [x], [stepWith(solution)])
       return tf.sub(gx!, bv!)
     })
     return { x: hypergradient, y0: tf.zerosLike(y), reverseSteps: 0, hvps: matvecs + 1, adjoint: solution }
