@@ -240,7 +240,7 @@ export const forcedIndex = (kbar: number): Selection => ({
 const reversePass = (solver: Solver.Bounded, problem: BilevelProblem, x: Vector, y0: Vector) =>
   tensorScope(Effect.gen(function*() {
     const trajectory = yield* solver.selection.select(solver.inner(unroll(solver.dynamics, y0)), solver.hypergradient.needsPrefix)
-    return yield* timed(solver.hypergradient.compute(solver.dynamics, trajectory))
+    return yield* timed(solver.hypergradient.compute(solver.dynamics, trajectory, { outerStep: 0 }))
   })).pipe(Effect.provideService(LowerLevel, { at: () => problem, x, meter: { sample: () => {}, peakBytes: () => 0 } }))
 
 /** IAPTT-GM's reverse pass at forced k̄ = K/4, K/2, K: its cost follows k̄, not K. */

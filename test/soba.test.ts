@@ -18,6 +18,8 @@ import { readFileSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
 import type { BilevelProblem } from "../src/domain/Problem.ts"
 import * as Random from "../src/domain/Random.ts"
+import { gradientDescent } from "../src/dynamics/Dynamics.ts"
+import { polynomial } from "../src/dynamics/schedules.ts"
 import type { RandomSource } from "../src/domain/Rng.ts"
 import * as Backend from "../src/runtime/Backend.ts"
 import { firstStepDifference } from "../src/runtime/replay.ts"
@@ -28,6 +30,7 @@ import { sgd } from "../src/solvers/optimizers.ts"
 import { initialState, outerSteps, stepKey } from "../src/solvers/outerLoop.ts"
 import * as Solver from "../src/solvers/Solver.ts"
 import { scratchDir } from "./support/scratch.ts"
+import { smoothProblem } from "./support/smoothProblem.ts"
 import { vectorValue } from "./support/tf.ts"
 
 const scratch = scratchDir("soba")
@@ -80,10 +83,11 @@ interface State {
  * SOBA as its paper writes it (Dagréou et al. 2022, Alg. 1; benchmark_bilevel's solvers/soba.py),
  * with its own sign, w = −v → −(∇²_yy f)⁻¹∇_y F: from (y, w, x) on one LL sample s and one UL sample r,
  *   D_y = ∇_y f_s,  D_w = ∇²_yy f_s w + ∇_y F_r,  D_x = ∇²_xy f_s w + ∇_x F_r,
- *   y ← y − ρ D_y,  w ← w − ρ D_w,  x ← x − β D_x.
+ *   y ← y − ρ_t D_y,  w ← w − ρ_t D_w,  x ← x − β D_x,   ρ_t = ρ/(t + 1)^p.
  */
-const sobaByHand = (seed: number, rho: number, beta: number, variant: "simultaneous" | "sequential" = "simultaneous") =>
+const sobaByHand = (seed: number, rho0: number, decay: number, beta: number, variant: "simultaneous" | "sequential" = "simultaneous") =>
 (state: State, t: number): State => {
+  const rho = rho0 / Math.pow(t + 1, decay)
   const { s } = drawn(seed, t, "lower", 0)
   const { r } = drawn(seed, t, "upper", 0)
   const { x } = state
@@ -159,11 +163,11 @@ const closeTo = (actual: V, expected: V, what: string) => {
 layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer))("SOBA and AmIGO", (it) => {
   it.effect("SOBA's preset follows its update rule written out by hand, samples included", () =>
     Effect.gen(function*() {
-      const [seed, rho, beta] = [3, 0.2, 0.1]
-      const steps = yield* pipeline(soba, {}, true, seed, 3, { innerLr: rho, innerSteps: 50 }, beta)
+      const [seed, rho, beta, decay] = [3, 0.2, 0.1, 0.5]
+      const steps = yield* pipeline(soba, { sobaDecay: decay }, true, seed, 3, { innerLr: rho, innerSteps: 50 }, beta)
       let state: State = { x: x0, y: y0, v: [0, 0] }
       for (const [t, step] of steps.entries()) {
-        state = sobaByHand(seed, rho, beta)(state, t)
+        state = sobaByHand(seed, rho, decay, beta)(state, t)
         closeTo(step.x, state.x, `x_${t + 1}`)
         closeTo(step.y, state.y, `y_${t + 1}`)
         closeTo(step.v, state.v, `v_${t + 1}`)
@@ -171,8 +175,11 @@ layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer))("SOBA and AmIGO", (
         assert.deepStrictEqual([step.innerSteps, step.hvps], [1, 2])
       }
       // The rule evaluated at the new y (a sequential variant) is another trajectory, beyond the tolerance.
-      const sequential = sobaByHand(seed, rho, beta, "sequential")({ x: x0, y: y0, v: [0, 0] }, 0)
+      const sequential = sobaByHand(seed, rho, decay, beta, "sequential")({ x: x0, y: y0, v: [0, 0] }, 0)
       assert.isAbove(Math.abs(sequential.v[0]! - steps[0]!.v[0]!), 1e-3)
+      // So is one whose steps restart at ρ every outer step (ρ_2 = ρ/√3, not ρ).
+      const restarted = sobaByHand(seed, rho, 0, beta)(sobaByHand(seed, rho, decay, beta)({ x: x0, y: y0, v: [0, 0] }, 0), 1)
+      assert.isAbove(Math.abs(restarted.y[0]! - steps[1]!.y[0]!), 1e-3)
     }))
 
   it.effect("AmIGO's preset follows its update rule written out by hand, samples included", () =>
@@ -199,7 +206,8 @@ layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer))("SOBA and AmIGO", (
       assert.isAbove(start, 0.5)
       const inner = { innerLr: 0.3, innerSteps: 5 }
       // SOBA's single loop needs x slower than y and v (β < ρ: at β = ρ = 0.3 it diverges here).
-      for (const [method, settings, steps, beta] of [[soba, {}, 500, 0.1], [amigo, { amigoAdjointSteps: 5 }, 300, 0.3]] as const) {
+      // Constant steps (sobaDecay = 0): full batch, nothing to average out.
+      for (const [method, settings, steps, beta] of [[soba, { sobaDecay: 0 }, 500, 0.1], [amigo, { amigoAdjointSteps: 5 }, 300, 0.3]] as const) {
         const trajectory = yield* pipeline(method, settings, false, 0, steps, inner, beta)
         const { x } = trajectory.at(-1)!
         assert.isBelow(Math.hypot(x[0]! - xStar[0]!, x[1]! - xStar[1]!), 1e-4, `${method.name} ends at ${x}, x* = ${xStar}`)
@@ -248,12 +256,34 @@ layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer))("SOBA and AmIGO", (
       }
     }), { timeout: 120_000 })
 
-  it.effect("warmAdjoint is refused, saying why, for a strategy that carries no adjoint", () =>
+  it.effect("schedules over the run: outer step t of take(K) steps with the schedule's steps tK … tK + K − 1, reverse pass included", () =>
     Effect.gen(function*() {
-      const solver = Solver.make(soba.build({ innerLr: 0.1, innerSteps: 1 }, {}).dynamics).pipe(Solver.take(2), Solver.warmAdjoint)
+      // smoothProblem has a closed-form HVP and linearization: the shifted step, linearized step and VJP all run.
+      const { problem, x0: x, y0: y } = smoothProblem({ dimX: 3, dimY: 4 })
+      const schedule = polynomial({ alpha: 0.4, power: 0.5 })
+      const [t, K] = [2, 3]
+      const continued = Solver.make(gradientDescent({ lr: schedule })).pipe(Solver.take(K), Solver.continueSchedules)
+      const byHand = Solver.make(gradientDescent({ lr: { name: "shifted", at: (k) => schedule.at(t * K + k) } })).pipe(Solver.take(K))
+      const restarted = Solver.make(gradientDescent({ lr: schedule })).pipe(Solver.take(K))
+      const [a, b, c] = yield* Effect.forEach([
+        Solver.solve(continued, problem, x, y, Random.key(0), { outerStep: t }),
+        Solver.solve(byHand, problem, x, y),
+        Solver.solve(restarted, problem, x, y)
+      ], (solution) => Effect.map(solution, (s) => [...vectorValue(s.gradX), ...vectorValue(s.y)]))
+      assert.deepStrictEqual(a, b)
+      assert.notDeepEqual(a, c)
+    }))
+
+  it.effect("warmAdjoint without an amortized strategy, and schedules over the run without a fixed count, are refused, saying why", () =>
+    Effect.gen(function*() {
+      const descent = Solver.make(soba.build({ innerLr: 0.1, innerSteps: 1 }, { sobaDecay: 0.5 }).dynamics)
       const x = tf.tensor1d([...x0])
-      const error = yield* Effect.flip(Solver.solve(solver, quadratic(false), x, x))
-      assert.strictEqual(error._tag, "InvalidSolver")
-      assert.include(error.message, "amortized")
+      const adjoint = yield* Effect.flip(Solver.solve(descent.pipe(Solver.take(2), Solver.warmAdjoint), quadratic(false), x, x))
+      assert.strictEqual(adjoint._tag, "InvalidSolver")
+      assert.include(adjoint.message, "amortized")
+      const stopped = descent.pipe(Solver.take(5), Solver.stopAtResidual({ tolerance: 1e-3, alpha: 0.1 }), Solver.continueSchedules)
+      const count = yield* Effect.flip(Solver.solve(stopped, quadratic(false), x, x))
+      assert.include(count.message, "continueSchedules")
+      assert.include(count.message, "take(K)")
     }))
 })

@@ -220,6 +220,31 @@ export const bda = (options: { readonly mu0: number; readonly upperLr: number; r
     update: (g, y) => [tf.sub(y, g), []]
   }, bdaDirection(options))
 
+/**
+ * The same dynamics with step k taken as step `offset` + k of a longer run: its step sizes and other
+ * k-dependent terms continue from there (the caller keys the draws). How a warm-started solver
+ * continues its schedules across outer steps (`Solver.continueSchedules`).
+ */
+export const shift = (dynamics: Dynamics, offset: number): Dynamics => {
+  const { linearizedStep, vjp } = dynamics
+  return {
+    ...dynamics,
+    step: (problem, x, state, k) => dynamics.step(problem, x, state, offset + k),
+    ...(vjp === undefined ? {} : {
+      vjp: (problem) => {
+        const stepVjp = vjp(problem)
+        return stepVjp && ((x, state, k, cotangent, residuals) => stepVjp(x, state, offset + k, cotangent, residuals))
+      }
+    }),
+    ...(linearizedStep === undefined ? {} : {
+      linearizedStep: (problem) => {
+        const linearized = linearizedStep(problem)
+        return linearized && ((x, state, k) => linearized(x, state, offset + k))
+      }
+    })
+  }
+}
+
 /** The projected-gradient residual R_α(x, y) = y − Proj_Y(y − α ∇_y f(x, y)) (paper Lemma 3.1). */
 export const residual = (problem: BilevelProblem, x: Vector, y: Vector, alpha: number): Vector =>
   tf.sub(y, projectY(problem)(tf.sub(y, tf.mul(alpha, lowerGradient(problem, x, y, 0)))))

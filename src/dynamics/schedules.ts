@@ -20,6 +20,15 @@ export const decreasing = (options: { readonly beta: number; readonly gamma: num
   at: (k) => options.beta / (options.gamma + k)
 })
 
+/**
+ * α_k = α / (k + 1)^p: SOBA's decreasing steps (benchmark_bilevel takes p = ½ for y, v and x; the
+ * SOBA paper's analysis p = 2/5 for y and v, 3/5 for x). p = 0 is the constant α.
+ */
+export const polynomial = (options: { readonly alpha: number; readonly power: number }): Schedule => ({
+  name: `${options.alpha}/(k+1)^${options.power}`,
+  at: (k) => options.alpha / Math.pow(k + 1, options.power)
+})
+
 /** The step size at step k. */
 export const stepSizeAt = (stepSize: StepSize, k: number): number =>
   typeof stepSize === "number" ? stepSize : stepSize.at(k)

@@ -30,6 +30,14 @@ export interface HypergradientParts {
  */
 export type InitGradient = "exact" | "approximate" | "none"
 
+/** What an amortized strategy carries in from the previous outer step. */
+export interface Carried {
+  /** The previous outer step's adjoint v, under `Solver.warmAdjoint`. */
+  readonly adjoint?: Vector
+  /** The outer step t its schedules count from under `Solver.continueSchedules` (0 otherwise). */
+  readonly outerStep: number
+}
+
 export interface HypergradientStrategy<R extends InitGradient = InitGradient> {
   readonly name: string
   readonly initGradient: R
@@ -47,13 +55,13 @@ export interface HypergradientStrategy<R extends InitGradient = InitGradient> {
   readonly needsPrefix: Retention
   /**
    * Whether its adjoint v is amortized across outer steps (AmIGO, SOBA): `compute` starts from the
-   * previous step's v (`adjoint`, zero at the first) and returns the new one, which the outer loop
-   * carries when the solver says `Solver.warmAdjoint`.
+   * previous step's v (`carried.adjoint`, zero at the first) and returns the new one, which the outer
+   * loop carries when the solver says `Solver.warmAdjoint`.
    */
   readonly amortized?: boolean
   readonly compute: (
     dynamics: Dynamics,
     trajectory: Trajectory,
-    adjoint?: Vector
+    carried: Carried
   ) => Effect.Effect<HypergradientParts, HypergradientFailed, LowerLevel>
 }

@@ -23,7 +23,7 @@ import { HypergradientFailed, InvalidSolver, UnsupportedOp } from "../domain/err
 import { type BilevelProblem, draws, type Vector } from "../domain/Problem.ts"
 import * as Random from "../domain/Random.ts"
 import { readScalar, tensorScope } from "../domain/tensors.ts"
-import type { Dynamics } from "../dynamics/Dynamics.ts"
+import { type Dynamics, shift } from "../dynamics/Dynamics.ts"
 import { type CostMeter, iterateY, LowerLevel } from "../dynamics/Iterate.ts"
 import * as Iterates from "../dynamics/iterates.ts"
 import { last, minResidual, pessimistic, type Selection } from "../dynamics/selection.ts"
@@ -60,6 +60,24 @@ export interface Solver<
    * from the previous outer step's v, carried in the UL state beside the warm-started y (AmIGO, SOBA).
    */
   readonly adjoint: "cold" | "warm"
+  /**
+   * LL steps per solve: a count `take(K)` fixes in advance, `"variable"` after a tolerance stop or
+   * any other combinator that may end the stream earlier, `"unbounded"` before either.
+   */
+  readonly steps: number | "variable" | "unbounded"
+  /**
+   * Where step-size schedules count from: `solve`, every outer step restarts them at k = 0; `run`,
+   * the warm-started iterations continue one count over the run (`continueSchedules`).
+   */
+  readonly schedules: "solve" | "run"
+}
+
+/** What a solve may carry in from the outer loop. */
+export interface SolveContext {
+  /** Under `warmAdjoint`: the v the amortized strategy starts from (the caller's; zero when absent). */
+  readonly adjoint?: Vector
+  /** The outer step t, which `continueSchedules` counts from (0 when absent). */
+  readonly outerStep?: number
 }
 
 /** A solver `solve` accepts: its inner stream ends. */
@@ -106,7 +124,9 @@ export const make = (dynamics: Dynamics): Solver<false, "fixed", "exact"> =>
     bounded: false,
     selection: last,
     hypergradient: reverse(),
-    adjoint: "cold"
+    adjoint: "cold",
+    steps: "unbounded",
+    schedules: "solve"
   })
 
 /**
@@ -137,6 +157,17 @@ export const warmAdjoint = <B extends boolean, I extends Initialization, R exten
   self: Solver<B, I, R>
 ): Solver<B, I, R> => solver({ ...self, adjoint: "warm" })
 
+/**
+ * Schedules over the run: the warm-started iterations continue one count across outer steps, so LL
+ * step k of outer step t is step tK + k of one long SGD run, and an amortized adjoint's step j is
+ * tM + j. A decreasing step size (SOBA's ρ/√(t + 1)) then decreases over the run instead of
+ * restarting at every outer step. Draws stay keyed by (t, k). Needs a count known in advance,
+ * take(K) with no tolerance stop: `solve` refuses it otherwise.
+ */
+export const continueSchedules = <B extends boolean, I extends Initialization, R extends InitGradient>(
+  self: Solver<B, I, R>
+): Solver<B, I, R> => solver({ ...self, schedules: "run" })
+
 /** The adjoint v_0 a run starts from: zero, shaped like y, under `warmAdjoint`; none otherwise. */
 export const initialAdjoint = (self: Solver, y0: Vector): Vector | undefined =>
   self.adjoint === "warm" ? tf.zerosLike(y0) : undefined
@@ -144,19 +175,24 @@ export const initialAdjoint = (self: Solver, y0: Vector): Vector | undefined =>
 /** Appends a combinator to the inner loop (one that may not end it: use `take` or a stop for that). */
 export const iterates = (f: (iterates: Iterates.Iterates) => Iterates.Iterates) =>
 <B extends boolean, I extends Initialization, R extends InitGradient>(self: Solver<B, I, R>): Solver<B, I, R> =>
-  solver({ ...self, inner: (s) => f(self.inner(s)) })
+  solver({ ...self, inner: (s) => f(self.inner(s)), steps: "variable" })
 
-/** Appends a combinator that ends the inner loop. */
-const ending = (f: (iterates: Iterates.Iterates) => Iterates.Iterates) =>
+/** Appends a combinator that ends the inner loop, and what it makes of the step count. */
+const ending = (
+  f: (iterates: Iterates.Iterates) => Iterates.Iterates,
+  steps: (before: Solver["steps"]) => Solver["steps"]
+) =>
 <B extends boolean, I extends Initialization, R extends InitGradient>(self: Solver<B, I, R>): Solver<true, I, R> =>
-  solver({ ...self, inner: (s) => f(self.inner(s)), bounded: true })
+  solver({ ...self, inner: (s) => f(self.inner(s)), bounded: true, steps: steps(self.steps) })
 
 /** take(K): K inner steps. */
-export const take = (innerSteps: number) => ending(Iterates.take(innerSteps))
+export const take = (innerSteps: number) =>
+  ending(Iterates.take(innerSteps), (before) =>
+    before === "unbounded" ? innerSteps : before === "variable" ? before : Math.min(before, innerSteps))
 
 /** Tolerance stop on the projected-gradient residual. */
 export const stopAtResidual = (options: { readonly tolerance: number; readonly alpha: number }) =>
-  ending(Iterates.stopAtResidual(options))
+  ending(Iterates.stopAtResidual(options), () => "variable")
 
 /** Uses `selection` to pick the iterate the UL objective sees. */
 export const select = (selection: Selection) =>
@@ -216,6 +252,14 @@ export const validate = (self: Solver): Effect.Effect<Bounded, InvalidSolver> =>
         hint: "Use the amortized strategy (amortized(...)) or drop warmAdjoint."
       })
     )
+    : self.schedules === "run" && typeof self.steps !== "number"
+    ? Effect.fail(
+      new InvalidSolver({
+        solver: describe(self),
+        problem: "continueSchedules counts LL steps over the run, and this inner loop's count is not known in advance",
+        hint: "Cut the inner loop with Solver.take(K) alone, or drop continueSchedules."
+      })
+    )
     : Effect.succeed(self as Bounded)
 
 /** One line naming a solver's parts, for messages. */
@@ -225,7 +269,8 @@ export const describe = (self: Solver): string =>
     self.initialization === "fixed" ? undefined : `${self.initialization}-init`,
     self.selection.name,
     self.hypergradient.name,
-    self.adjoint === "warm" ? "warm-adjoint" : undefined
+    self.adjoint === "warm" ? "warm-adjoint" : undefined,
+    self.schedules === "run" ? "schedules over the run" : undefined
   ]
     .filter((part) => part !== undefined)
     .join(" ∘ ")
@@ -236,8 +281,8 @@ const unkeyed = Random.key(0)
 /**
  * One hypergradient at (x, y_0): runs the inner loop, selects, differentiates. Every tensor made
  * on the way is released except those of the returned {@link Solution}. A sampled problem draws its
- * minibatches below `key` (an outer step's, or an episode's): the same key, the same samples. Under
- * `warmAdjoint`, `adjoint` is the v the amortized strategy starts from (the caller's; zero when absent).
+ * minibatches below `key` (an outer step's, or an episode's): the same key, the same samples. The
+ * outer loop's `context` gives a warm adjoint its v and `continueSchedules` its outer step.
  */
 export const solve = (
   self: Bounded,
@@ -245,17 +290,20 @@ export const solve = (
   x: Vector,
   y0: Vector,
   key: Random.Key = unkeyed,
-  adjoint?: Vector
+  context: SolveContext = {}
 ): Effect.Effect<Solution, InvalidSolver | HypergradientFailed> => {
   const meter = makeMeter()
   const at = draws(problem, key)
   return tensorScope(Effect.gen(function*() {
     yield* validate(self)
+    const outerStep = self.schedules === "run" ? context.outerStep ?? 0 : 0
+    const dynamics = outerStep === 0 ? self.dynamics : shift(self.dynamics, outerStep * (self.steps as number))
     const trajectory = yield* self.selection.select(
-      self.inner(Iterates.unroll(self.dynamics, y0)),
+      self.inner(Iterates.unroll(dynamics, y0)),
       self.hypergradient.needsPrefix
     )
-    const parts = yield* self.hypergradient.compute(self.dynamics, trajectory, self.adjoint === "warm" ? adjoint : undefined).pipe(
+    const adjoint = self.adjoint === "warm" ? context.adjoint : undefined
+    const parts = yield* self.hypergradient.compute(dynamics, trajectory, { ...(adjoint === undefined ? {} : { adjoint }), outerStep }).pipe(
       // tfjs throws from inside a gradient; an op without a trustworthy second order is a failure of
       // this strategy on this problem, which the caller can act on, not a defect.
       Effect.catchDefect((defect) =>

@@ -86,7 +86,7 @@ export const amortized = (
   exact: false,
   needsPrefix: options.at === "start",
   amortized: true,
-  compute: (_dynamics, trajectory, adjoint) =>
+  compute: (_dynamics, trajectory, { adjoint, outerStep }) =>
     Effect.flatMap(Effect.service(LowerLevel), ({ at }) => {
       const simultaneous = options.at === "start"
       const iterate = simultaneous ? trajectory.prefix[0]! : trajectory.selected
@@ -94,7 +94,7 @@ export const amortized = (
         condition,
         iterateY(iterate),
         (j) => simultaneous ? at("lower", iterate.k) : at("adjoint", solver.draws === "fresh" ? j : 0),
-        (matvec, b) => adjoint === undefined ? solver.solve(matvec, b) : solver.solveFrom(matvec, b, adjoint),
+        (matvec, b) => solver.solveFrom(matvec, b, adjoint, outerStep * solver.iterations),
         (solution) => simultaneous ? adjoint ?? tf.zerosLike(solution) : solution
       )
     })

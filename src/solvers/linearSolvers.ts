@@ -132,8 +132,18 @@ export const neumann = (options: {
 
 /** A linear solver that can also start from a given guess v_0 (an amortized adjoint's previous v). */
 export interface WarmStartable extends LinearSolver {
-  /** As `solve`, from v_0 = `initial` (the caller's tensor) instead of 0. */
-  readonly solveFrom: (matvec: (v: Vector, j: number) => Vector, b: Vector, initial: Vector) => ReturnType<LinearSolver["solve"]>
+  /** Iterations per solve. */
+  readonly iterations: number
+  /**
+   * As `solve`, from v_0 = `initial` (the caller's tensor; 0 when absent), its step j counted as step
+   * `firstStep` + j of a longer run for its step-size schedule.
+   */
+  readonly solveFrom: (
+    matvec: (v: Vector, j: number) => Vector,
+    b: Vector,
+    initial: Vector | undefined,
+    firstStep: number
+  ) => ReturnType<LinearSolver["solve"]>
 }
 
 /**
@@ -146,14 +156,14 @@ export interface WarmStartable extends LinearSolver {
  * `solveFrom` starts it at their previous v, and then J iterations make J products.
  */
 export const stochasticFixedPoint = (options: { readonly iterations: number; readonly stepSize: StepSize }): WarmStartable => {
-  const run = (matvec: (v: Vector, j: number) => Vector, b: Vector, initial: Vector | undefined) => {
+  const run = (matvec: (v: Vector, j: number) => Vector, b: Vector, initial: Vector | undefined, firstStep: number) => {
     // From 0 the first product is A·0: skipped, so v_1 = η_0 b and product j uses draw j − 1.
     const skipped = initial === undefined ? 1 : 0
     const iterates = iterateLazily(
       () => ({ i: 0, v: initial ?? tf.zerosLike(b) }),
       (s) =>
         tf.tidy(() => {
-          const eta = stepSizeAt(options.stepSize, s.i)
+          const eta = stepSizeAt(options.stepSize, firstStep + s.i)
           const residual = s.i < skipped ? b : tf.sub(b, matvec(s.v, s.i - skipped))
           return { i: s.i + 1, v: tf.add(s.v, tf.mul(eta, residual)) }
         }),
@@ -164,7 +174,8 @@ export const stochasticFixedPoint = (options: { readonly iterations: number; rea
   return {
     name: `stochastic-fixed-point(${options.iterations}, η=${stepSizeName(options.stepSize)})`,
     draws: "fresh",
-    solve: (matvec, b) => run(matvec, b, undefined),
+    iterations: options.iterations,
+    solve: (matvec, b) => run(matvec, b, undefined, 0),
     solveFrom: run
   }
 }

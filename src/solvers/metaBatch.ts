@@ -13,12 +13,12 @@ import { type HypergradientFailed, InvalidSolver } from "../domain/errors.ts"
 import type { BilevelProblem, Episode, Vector } from "../domain/Problem.ts"
 import * as Random from "../domain/Random.ts"
 import { tensorScope, tidy } from "../domain/tensors.ts"
-import { type Bounded, describe, type Solution, solve, upperAt } from "./Solver.ts"
+import { type Bounded, describe, type Solution, type SolveContext, solve, upperAt } from "./Solver.ts"
 import { vjp } from "./vjp.ts"
 
 /**
- * dF/dx at (x, z) for the outer step keyed `key`: one problem, or the mean over its episodes. An
- * amortized strategy under `warmAdjoint` starts from `adjoint`.
+ * dF/dx at (x, z) for the outer step keyed `key`: one problem, or the mean over its episodes.
+ * `context` carries a warm adjoint's v and the outer step (see `solve`).
  */
 export const hypergradientAt = (
   solver: Bounded,
@@ -26,9 +26,9 @@ export const hypergradientAt = (
   x: Vector,
   z: Vector,
   key: Random.Key,
-  adjoint?: Vector
+  context: SolveContext = {}
 ): Effect.Effect<Solution, InvalidSolver | HypergradientFailed> =>
-  problem.episodes === undefined ? solve(solver, problem, x, z, key, adjoint) : tensorScope(Effect.gen(function*() {
+  problem.episodes === undefined ? solve(solver, problem, x, z, key, context) : tensorScope(Effect.gen(function*() {
     if (solver.initialization === "warm" || solver.adjoint === "warm") {
       return yield* new InvalidSolver({
         solver: describe(solver),

@@ -4,9 +4,9 @@
  * `innerSteps` and `innerLr`.
  */
 import { Schema } from "effect"
-import { choice, count, flag, positive, rate, unavailableFlag } from "../domain/settings.ts"
+import { choice, count, flag, nonNegative, positive, rate, unavailableFlag } from "../domain/settings.ts"
 import { bda, fista, gradientDescent, nesterovMomentum } from "../dynamics/Dynamics.ts"
-import { constant, decreasing } from "../dynamics/schedules.ts"
+import { constant, decreasing, polynomial, type StepSize } from "../dynamics/schedules.ts"
 import { averaged } from "../dynamics/stochasticFixedPoint.ts"
 import { firstOrder } from "./firstOrder.ts"
 import { amortized, fixedPoint, fixedPointOf, implicit, stationarity } from "./implicit.ts"
@@ -175,21 +175,26 @@ export const stocbio = define({
  * ½vᵀ∇²_yy f v − ∇_y Fᵀv, whose Hessian is that of y's SGD, so the LL step ρ (innerLr) suits both, as
  * benchmark_bilevel's reference code takes it; then the hypergradient ∇_x F̂ − ∇²_xy f̂ v.
  */
-const amortizedAdjoint = (innerLr: number, steps: number, at: "selected" | "start") =>
-  amortized(stationarity, stochasticFixedPoint({ iterations: steps, stepSize: innerLr }), { at })
+const amortizedAdjoint = (stepSize: StepSize, steps: number, at: "selected" | "start") =>
+  amortized(stationarity, stochasticFixedPoint({ iterations: steps, stepSize }), { at })
 
 export const soba = defineAmortized({
   name: "soba",
   description: "SOBA (NeurIPS 2022), single loop: per outer step one SGD step on y, one on the adjoint v and one on x, " +
-    "all from (y_t, v_t, x_t) on one LL draw, y and v carried across steps (step ρ = innerLr; innerSteps unused)",
-  settings: none,
-  build: ({ innerLr }) =>
-    Solver.make(gradientDescent({ lr: innerLr })).pipe(
+    "all from (y_t, v_t, x_t) on one LL draw, y and v carried across steps, steps ρ_t = innerLr/(t+1)^p (innerSteps unused)",
+  settings: Schema.Struct({
+    sobaDecay: nonNegative(0.5, "p of SOBA's steps ρ_t = innerLr/(t+1)^p on y and v over the outer steps t (0: constant)")
+  }),
+  build: ({ innerLr }, { sobaDecay }) => {
+    const rho = sobaDecay === 0 ? innerLr : polynomial({ alpha: innerLr, power: sobaDecay })
+    return Solver.make(gradientDescent({ lr: rho })).pipe(
       Solver.take(1),
       Solver.warmStart,
-      Solver.hypergradient(amortizedAdjoint(innerLr, 1, "start")),
-      Solver.warmAdjoint
+      Solver.hypergradient(amortizedAdjoint(rho, 1, "start")),
+      Solver.warmAdjoint,
+      Solver.continueSchedules
     )
+  }
 })
 
 export const amigo = defineAmortized({

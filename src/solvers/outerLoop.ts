@@ -101,7 +101,10 @@ const outerStep = (solver: Bounded, problem: BilevelProblem, optimizers: UpperOp
 (before: OuterState, previous: OuterStep | undefined): Effect.Effect<OuterStep, OuterStepError> =>
   tensorScope(Effect.gen(function*() {
     const started = performance.now()
-    const solution = yield* hypergradientAt(solver, problem, before.x, before.z, stepKey(key, before.t), before.adjoint)
+    const solution = yield* hypergradientAt(solver, problem, before.x, before.z, stepKey(key, before.t), {
+      ...(before.adjoint === undefined ? {} : { adjoint: before.adjoint }),
+      outerStep: before.t
+    })
     const learnsZ = solver.initialization === "auxiliary"
     const [hypergradNorm, ...checks] = (yield* readVector(tf.tidy(() =>
       tf.stack([
