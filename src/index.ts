@@ -46,7 +46,7 @@ export {
   type UpdateRule,
   upperGradientY
 } from "./dynamics/Dynamics.ts"
-export { constant, decreasing, type Schedule, type StepSize } from "./dynamics/schedules.ts"
+export { constant, decreasing, polynomial, type Schedule, type StepSize } from "./dynamics/schedules.ts"
 export { type Iterate, iterateY, LowerLevel } from "./dynamics/Iterate.ts"
 export * as Iterates from "./dynamics/iterates.ts"
 export { at, last, minResidual, pessimistic, type Selection } from "./dynamics/selection.ts"
@@ -56,11 +56,12 @@ export * as Solver from "./solvers/Solver.ts"
 export type { HypergradientStrategy, InitGradient } from "./solvers/Hypergradient.ts"
 export { encodeBy } from "./solvers/metaBatch.ts"
 export { reverse } from "./solvers/reverse.ts"
-export { fixedPoint, implicit, type OptimalityCondition, stationarity } from "./solvers/implicit.ts"
-export { conjugateGradient, type LinearSolver, neumann } from "./solvers/linearSolvers.ts"
+export { amortized, fixedPoint, implicit, type OptimalityCondition, stationarity } from "./solvers/implicit.ts"
+export { conjugateGradient, type LinearSolver, neumann, stochasticFixedPoint, type WarmStartable } from "./solvers/linearSolvers.ts"
 export { firstOrder } from "./solvers/firstOrder.ts"
 export {
   aidFp,
+  amigo,
   bdaMethod,
   firstOrderMethod,
   iaGm,
@@ -72,6 +73,7 @@ export {
   methods,
   ns,
   rhg,
+  soba,
   tRhg
 } from "./solvers/methods.ts"
 export {
