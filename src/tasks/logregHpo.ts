@@ -24,7 +24,7 @@ import { choice, count, finite, natural, positive, rate } from "../domain/settin
 import { readScalar, readVector, tensorScope } from "../domain/tensors.ts"
 import { adam } from "../solvers/optimizers.ts"
 import { classPair, type LogregData, type LogregSplit, pairSize, synthetic, widen } from "./logreg/data.ts"
-import { exactHypergradient } from "./logreg/exact.ts"
+import { exactHypergradient, exactUpper } from "./logreg/exact.ts"
 import { datasetDir, loadMnistLike } from "./mnistLike.ts"
 import { erase } from "./Task.ts"
 
@@ -185,6 +185,8 @@ export const logregHpo = erase<LogregSettings>({
               const lambda = yield* readVector(x)
               return {
                 lambda: lambda.reduce((s, l) => s + l, 0) / lambda.length,
+                // The UL objective F(λ, w*(λ)) itself, free of the method's own LL error: what methods are compared on.
+                exactF: exactUpper(train64, validation64, lambda),
                 valLoss: yield* readScalar(tf.tidy(() => logisticLoss(tensors.validation, w))),
                 valAccuracy: yield* readScalar(tf.tidy(() => accuracyOf(tensors.validation, w))),
                 testLoss: yield* readScalar(tf.tidy(() => logisticLoss(tensors.test, w))),
@@ -195,7 +197,7 @@ export const logregHpo = erase<LogregSettings>({
         summarize: (steps) => {
           const last = steps.filter((s) => typeof s["testAccuracy"] === "number").at(-1) ?? {}
           return Object.fromEntries(
-            ["t", "lambda", "valLoss", "valAccuracy", "testLoss", "testAccuracy"].filter((k) => last[k] !== undefined).map((k) => [k, last[k]])
+            ["t", "lambda", "exactF", "valLoss", "valAccuracy", "testLoss", "testAccuracy"].filter((k) => last[k] !== undefined).map((k) => [k, last[k]])
           )
         }
       }
