@@ -81,7 +81,8 @@ const memoryRun = (
     hypergradNorm: 1,
     ms: 1,
     cost: { innerSteps: 1, reverseSteps: 1, hvps: 0, peakBytes: 0 },
-    xError: 2 * F(t)
+    xError: 2 * F(t),
+    exactF: F(t)
   })),
   summary: undefined
 })
@@ -206,6 +207,8 @@ describe("plotRuns", () => {
       const axes = withClass(doc, "g", "role-axis").map((g) => String(g["@_aria-label"]))
       assert.isTrue(axes.some((a) => a.includes("'UL objective F' for a log scale")))
       assert.isTrue(axes.some((a) => a.includes("'x error' for a linear scale")))
+      const symbol = parseSvg(yield* plotRuns(runs, { metrics: ["exactF"] }))
+      assert.isTrue(withClass(symbol, "g", "role-axis").some((g) => String(g["@_aria-label"]).includes("'exact F'")), "a lone capital is a symbol")
       const drawn = withClass(doc, "g", "mark-line").flatMap((g) => elements(g, "path"))
       assert.strictEqual(String(drawn[0]!["@_d"]).split(/[ML]/).length - 1, steps - 6)
 

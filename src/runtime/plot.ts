@@ -367,7 +367,9 @@ const fieldTitles: Record<string, string> = {
 }
 
 const readableName = (metric: string): string =>
-  fieldTitles[metric] ?? metric.replace(/([a-z0-9])([A-Z])/g, (_, a: string, b: string) => `${a} ${b.toLowerCase()}`)
+  // camelCase to words; a lone capital is a symbol and keeps its case (exactF: "exact F", testAccuracyZ: "test accuracy Z").
+  fieldTitles[metric] ??
+    metric.replace(/([a-z0-9])([A-Z])([a-z]?)/g, (_, a: string, b: string, c: string) => `${a} ${c === "" ? b : b.toLowerCase()}${c}`)
 
 /** Dash patterns and marker shapes cycle with coprime periods, so the first 56 series differ in both or one. */
 const dashes = [[1, 0], [6, 3], [2, 2], [8, 3, 2, 3], [1, 3], [12, 4], [4, 2, 1, 2, 1, 2]]
