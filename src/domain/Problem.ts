@@ -77,8 +77,11 @@ export interface BilevelProblem {
 /**
  * One episode of a meta-batch: a bilevel problem in (φ, y) with φ = encode(x), e.g. a backbone's
  * features of the episode's images. `encode` runs once per episode, not at every LL and reverse
- * step, and returns φ with its pullback, cotangent of φ ↦ (∂φ/∂x)ᵀ cotangent, called once after the
- * episode's reverse pass; absent, φ = x. `encodeBy` (src/solvers/metaBatch.ts) makes one by autodiff.
+ * step, and returns φ with its pullback, cotangent of φ ↦ (∂φ/∂x)ᵀ cotangent, called at most once,
+ * after the episode's reverse pass; absent, φ = x. The pullback may read tensors `encode` made (a
+ * backbone's activations): the caller keeps them alive in its tensor scope until then, and a caller
+ * that wants φ alone takes it in a `tf.tidy`. `encodeBy` (src/solvers/metaBatch.ts) makes one by
+ * autodiff.
  */
 export interface Episode {
   readonly problem: BilevelProblem

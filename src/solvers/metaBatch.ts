@@ -39,9 +39,12 @@ export const hypergradientAt = (
     }
     const solutions: Array<Solution> = []
     for (const [b, episode] of drawEpisodes(problem, key).entries()) {
-      const { pullback, value } = encoded(episode, x)
-      const solution = yield* solve(solver, episode.problem, value, z, episodeKey(key, b))
-      solutions.push({ ...solution, gradX: tidy(() => pullback(solution.gradX)) })
+      // The episode's own scope: what the encoder keeps for its pullback lives until the pullback has run.
+      solutions.push(yield* tensorScope(Effect.gen(function*() {
+        const { pullback, value } = encoded(episode, x)
+        const solution = yield* solve(solver, episode.problem, value, z, episodeKey(key, b))
+        return { ...solution, gradX: tidy(() => pullback(solution.gradX)) }
+      })))
     }
     return mean(solutions)
   }))
@@ -74,10 +77,13 @@ const drawEpisodes = (problem: BilevelProblem, key: Random.Key): ReadonlyArray<E
 /** Episode b's key: its draws are independent of the other episodes'. */
 const episodeKey = (key: Random.Key, b: number) => Random.path(key, "episode", b)
 
-/** φ = encode(x) and the pullback of a cotangent of φ to x (identity without an encoder). */
+/**
+ * φ = encode(x) and the pullback of a cotangent of φ to x (identity without an encoder), in the
+ * caller's tensor scope: the tensors the encoder keeps for its pullback are released with that scope.
+ */
 const encoded = (episode: Episode, x: Vector) => {
   if (episode.encode === undefined) return { value: x, pullback: (g: Vector) => g }
-  const { value, vjp: pullback } = tidy(() => episode.encode!(x))
+  const { value, vjp: pullback } = episode.encode(x)
   return { value, pullback }
 }
 
@@ -105,7 +111,8 @@ const mean = (solutions: ReadonlyArray<Solution>): Solution => {
 /**
  * An encoder from a differentiable function, by autodiff: φ once, and its VJP recomputing φ on
  * tfjs's tape (tapes cannot outlive a synchronous call, and the LL loop between reads the host). A
- * backbone with a hand-written backward pass gives its own pullback instead and runs forward once.
+ * backbone with a hand-written backward pass gives its own pullback over its forward pass's tensors
+ * instead, and runs forward once.
  */
 export const encodeBy = (f: (x: Vector) => Vector): NonNullable<Episode["encode"]> => (x) => ({
   value: f(x),
