@@ -225,6 +225,21 @@ describe("folder sources", () => {
       assert.deepStrictEqual(Array.from(color.subarray(0, 3)), [1, 0, 0])
     }).pipe(Effect.provide(NodeServices.layer)))
 
+  it.effect("images too small for the backbone's four 2×2 poolings fail with a DatasetError naming the size and what to set", () =>
+    Effect.gen(function*() {
+      yield* Effect.promise(() => useBackend("cpu"))
+      const dir = folder({ "a/1.png": png(20, 20, [9, 9, 9]) })
+      const settings = { source: "folder", dataDir: dir, imageSize: 12, color: "gray" }
+      const error = yield* Effect.flip(fewShot.make(Schema.decodeUnknownSync(fewShot.settings)(settings)).pipe(Effect.scoped))
+      assert.strictEqual(error._tag, "DatasetError")
+      assert.include(error.message, "12×12 images are too small for the backbone's 4 2×2 max-poolings, which leave 0×0 features")
+      assert.include(error.message, "--set imageSize=16")
+      const other = yield* Effect.flip(fewShotInstance(syntheticSource({ classes: 7, perClass: 6, size: 15 }), Schema.decodeUnknownSync(fewShotSettings)({ ...tiny, backbone: "resnet12" })))
+      assert.include(other.message, "15×15 images are too small")
+      assert.include(other.message, "backbone resnet12")
+      assert.include(other.message, "at least 16×16")
+    }).pipe(Effect.scoped, Effect.provide(Rng.layer(0)), Effect.provide(NodeServices.layer)))
+
   it.effect("a corrupt image fails with a DatasetError naming the file", () =>
     Effect.gen(function*() {
       yield* Effect.promise(() => useBackend("cpu"))

@@ -30,7 +30,7 @@ import { readData, tensorScope, tidy } from "../domain/tensors.ts"
 import { gradientDescent } from "../dynamics/Dynamics.ts"
 import { adam, addDecayedWeights, chain, partition, scale, scaleByAdam } from "../solvers/optimizers.ts"
 import * as Solver from "../solvers/Solver.ts"
-import { type Backbone, convNet4, type ImageShape, resNet12 } from "./fewShot/backbones.ts"
+import { type Backbone, convNet4, inputProblem, poolings, resNet12 } from "./fewShot/backbones.ts"
 import { type ClassImages, type ClassSplits, drawEpisode, type EpisodeShape, imageTensor, splitClasses, type SplitName } from "./fewShot/episodes.ts"
 import { episodeProblem, logits, headLayout, type Regularizer } from "./fewShot/head.ts"
 import { folderSource, idxSource } from "./fewShot/sources.ts"
@@ -104,11 +104,10 @@ export const sampleEpisode = (context: FewShotContext, split: SplitName, random:
       queryLabels: oneHot(drawn.queryLabels, shape.ways),
       regularizer
     }),
-    encode: (x) => ({
-      value: tf.reshape(backbone.apply(x, images).features, [-1]),
-      // The forward pass again, on the backbone's own backward pass: the encoder's tidy has released the first one's tensors.
-      vjp: (cotangent) => backbone.apply(x, images).vjp(cotangent)
-    })
+    encode: (x) => {
+      const { features, vjp } = backbone.apply(x, images)
+      return { value: tf.reshape(features, [-1]), vjp }
+    }
   }
 }
 
@@ -140,10 +139,26 @@ export const accuracies = (
       return predicted.reduce((right, p, q) => right + (p === labels[q] ? 1 : 0), 0) / query
     })))
 
-const makeBackbone = (settings: FewShotSettings, input: ImageShape): Backbone =>
-  settings.backbone === "convnet4"
-    ? convNet4(input, settings.width)
-    : resNet12(input, [settings.width, Math.round(settings.width * 2.5), settings.width * 5, settings.width * 10])
+/** The settings' backbone on `source`'s images, failing with what to set when they are too small for it. */
+const makeBackbone = (settings: FewShotSettings, source: ClassImages): Effect.Effect<Backbone, DatasetError> => {
+  const input = source.shape
+  const problem = inputProblem(input)
+  if (problem !== undefined) {
+    const side = 2 ** poolings
+    return Effect.fail(new DatasetError({
+      file: source.name,
+      problem: `${problem} (backbone ${settings.backbone})`,
+      hint: settings.source === "folder"
+        ? `Set imageSize to at least ${side} (--set imageSize=${side}).`
+        : `Use a source whose images are at least ${side}×${side}.`
+    }))
+  }
+  return Effect.succeed(
+    settings.backbone === "convnet4"
+      ? convNet4(input, settings.width)
+      : resNet12(input, [settings.width, Math.round(settings.width * 2.5), settings.width * 5, settings.width * 10])
+  )
+}
 
 /**
  * The few-shot instance on `source`: its class splits, backbone x_0 and evaluation key are drawn
@@ -153,13 +168,13 @@ export const fewShotInstance = (source: ClassImages, settings: FewShotSettings) 
   Effect.gen(function*() {
     const rng = yield* Rng
     const shape = { ways: settings.ways, shots: settings.shots, queries: settings.queries }
+    const backbone = yield* makeBackbone(settings, source)
     const splits = yield* splitClasses(
       source,
       { train: settings.trainClasses, validation: settings.validationClasses, test: settings.testClasses },
       shape,
       rng
     )
-    const backbone = makeBackbone(settings, source.shape)
     const context: FewShotContext = {
       source,
       splits,

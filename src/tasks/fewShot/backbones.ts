@@ -42,6 +42,35 @@ export interface Backbone {
 /** Spatial size after a 2×2 max-pool. */
 const pooled = (size: number) => Math.floor(size / 2)
 
+/** 2×2 max-poolings in either backbone: the smallest input is 2⁴ = 16 pixels a side. */
+export const poolings = 4
+
+/** Height and width after the backbone's poolings. */
+const outputSize = (input: ImageShape): readonly [number, number] => {
+  let size: readonly [number, number] = [input[0], input[1]]
+  for (let i = 0; i < poolings; i++) size = [pooled(size[0]), pooled(size[1])]
+  return size
+}
+
+/**
+ * Why `input` cannot go through a backbone (images smaller than 2^poolings a side pool to nothing),
+ * or undefined when it can.
+ */
+export const inputProblem = (input: ImageShape): string | undefined => {
+  const [h, w] = outputSize(input)
+  return h >= 1 && w >= 1
+    ? undefined
+    : `${input[0]}×${input[1]} images are too small for the backbone's ${poolings} 2×2 max-poolings, which leave ` +
+      `${h}×${w} features; the input must be at least ${2 ** poolings}×${2 ** poolings}`
+}
+
+/** The output size, or a RangeError for an input too small (callers validate first, see {@link inputProblem}). */
+const checkedOutputSize = (name: string, input: ImageShape): readonly [number, number] => {
+  const problem = inputProblem(input)
+  if (problem !== undefined) throw new RangeError(`${name}: ${problem}`)
+  return outputSize(input)
+}
+
 /** conv → batch norm (→ ReLU) with the blocks `${name}`, `${name}Scale`, `${name}Shift`. */
 const convNorm = (params: Record<string, tf.Tensor>, name: string, activate: boolean) => (x: tf.Tensor4D): Pass =>
   sequence(x, [
@@ -99,10 +128,8 @@ const make = (options: {
 
 /** ConvNet-4 with `channels` channels in every block. */
 export const convNet4 = (input: ImageShape, channels: number): Backbone => {
-  const names = [1, 2, 3, 4].map((i) => `conv${i}`)
-  let size: readonly [number, number] = [input[0], input[1]]
-  for (let i = 0; i < 4; i++) size = [pooled(size[0]), pooled(size[1])]
-  if (size[0] < 1 || size[1] < 1) throw new RangeError(`convNet4: ${input[0]}×${input[1]} images are too small for four 2×2 poolings`)
+  const names = Array.from({ length: poolings }, (_, i) => `conv${i + 1}`)
+  const size = checkedOutputSize("convNet4", input)
   return make({
     name: "convnet4",
     input,
@@ -114,9 +141,7 @@ export const convNet4 = (input: ImageShape, channels: number): Backbone => {
 
 /** ResNet-12 with the channels of its four residual blocks (commonly 64, 160, 320, 640). */
 export const resNet12 = (input: ImageShape, channels: readonly [number, number, number, number]): Backbone => {
-  let size: readonly [number, number] = [input[0], input[1]]
-  for (let i = 0; i < 4; i++) size = [pooled(size[0]), pooled(size[1])]
-  if (size[0] < 1 || size[1] < 1) throw new RangeError(`resNet12: ${input[0]}×${input[1]} images are too small for four 2×2 poolings`)
+  const size = checkedOutputSize("resNet12", input)
   const shapes: Record<string, ReadonlyArray<number>> = {}
   channels.forEach((to, b) => {
     const from = b === 0 ? input[2] : channels[b - 1]!
