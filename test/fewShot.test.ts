@@ -22,7 +22,7 @@ import { installSecondOrderGradients } from "../src/runtime/gradients.ts"
 import { run } from "../src/runtime/run.ts"
 import { checkSolver } from "../src/runtime/gradcheck.ts"
 import { valueAt } from "../src/solvers/metaBatch.ts"
-import { iapttGm, rhg } from "../src/solvers/methods.ts"
+import { bdaMethod, iaGm, iapttGm, rhg, tRhg } from "../src/solvers/methods.ts"
 import { initialState, outerSteps } from "../src/solvers/outerLoop.ts"
 import { fewShot, fewShotInstance, fewShotSettings, meanWithInterval } from "../src/tasks/fewShot.ts"
 import { type Backbone, convNet4, resNet12 } from "../src/tasks/fewShot/backbones.ts"
@@ -269,7 +269,7 @@ const instanceOn = (settings: Record<string, unknown>) =>
   fewShotInstance(syntheticSource({ classes: 7, perClass: 6 }), Schema.decodeUnknownSync(fewShotSettings)({ ...tiny, ...settings }))
 
 describe.each(backendNames)("few-shot hypergradient on %s", (name) => {
-  for (const method of [rhg, iapttGm]) {
+  for (const method of [rhg, iapttGm, bdaMethod, iaGm]) {
     it.effect(`${method.name} on a tiny ConvNet-4 meta-batch equals central differences with the episodes held`, () =>
       Effect.gen(function*() {
         yield* Effect.promise(() => useBackend(name))
@@ -287,26 +287,38 @@ describe.each(backendNames)("few-shot hypergradient on %s", (name) => {
 })
 
 describe("meta-training", () => {
-  it.effect("a few outer steps lower the query loss on held episodes, and leave no tensor behind per step", () =>
-    Effect.gen(function*() {
-      yield* Effect.promise(() => useBackend("wasm"))
-      installSecondOrderGradients()
-      yield* Effect.gen(function*() {
-        const instance = yield* instanceOn({ outerLr: 0.03, queries: 3 })
-        const solver = rhg.build({ innerSteps: 3, innerLr: 0.5 }, { warmStart: false })
-        const keys = Array.from({ length: 6 }, (_, i) => Random.path(Random.key(77), i))
-        const loss = (x: tf.Tensor) => Effect.map(Effect.forEach(keys, (key) => valueAt(solver, instance.problem, x, instance.y0, key)), meanWithInterval)
-        const initial = yield* loss(instance.x0)
-        const steps = yield* outerSteps(solver, instance.problem, initialState(instance.x0, instance.y0, instance.optimizers), instance.optimizers, Random.key(5)).pipe(
-          Stream.take(25),
-          Stream.mapEffect((step) => Effect.map(loss(step.after.x), (after) => ({ after, tensors: tf.memory().numTensors }))),
-          Stream.runCollect
-        )
-        const trained = steps.at(-1)!.after
-        assert.isBelow(trained.mean, initial.mean - 0.1, `held query loss ${initial.mean} → ${trained.mean}`)
-        assert.deepStrictEqual(new Set(steps.slice(1).map((s) => s.tensors)).size, 1, "tensors alive after each step")
-      }).pipe(Effect.scoped)
-    }).pipe(Effect.provide(Rng.layer(3)), Effect.provide(NodeServices.layer)))
+  // T-RHG differentiates the last 2 of the K = 3 steps; every method here selects y_K (k̄ = K).
+  const trained = [
+    [rhg, {}],
+    [tRhg, { lastM: 2 }],
+    [bdaMethod, {}],
+    [iaGm, {}]
+  ] as const
+  for (const [method, settings] of trained) {
+    it.effect(`${method.name}: a few outer steps lower the query loss on held episodes, with k̄ = K, and leave no tensor behind per step`, () =>
+      Effect.gen(function*() {
+        yield* Effect.promise(() => useBackend("wasm"))
+        installSecondOrderGradients()
+        yield* Effect.gen(function*() {
+          const instance = yield* instanceOn({ outerLr: 0.03, zLr: 0.03, queries: 3 })
+          const solver = method.build({ innerSteps: 3, innerLr: 0.5 }, Schema.decodeUnknownSync(method.settings)(settings))
+          const keys = Array.from({ length: 6 }, (_, i) => Random.path(Random.key(77), i))
+          // The query loss of the method's own pipeline (BDA's LL steps along the query loss too; IA-GM starts at z).
+          const loss = (x: tf.Tensor, z: tf.Tensor) => Effect.map(Effect.forEach(keys, (key) => valueAt(solver, instance.problem, x, z, key)), meanWithInterval)
+          const initial = yield* loss(instance.x0, instance.y0)
+          const steps = yield* outerSteps(solver, instance.problem, initialState(instance.x0, instance.y0, instance.optimizers), instance.optimizers, Random.key(5)).pipe(
+            Stream.take(25),
+            Stream.mapEffect((step) => Effect.map(loss(step.after.x, step.after.z), (after) => ({ after, kbars: step.solution.kbars, tensors: tf.memory().numTensors }))),
+            Stream.runCollect
+          )
+          const last = steps.at(-1)!.after
+          assert.isTrue(Number.isFinite(last.mean))
+          assert.isBelow(last.mean, initial.mean - 0.1, `held query loss ${initial.mean} → ${last.mean}`)
+          steps.forEach((step) => assert.deepStrictEqual(step.kbars, [3, 3]))
+          assert.deepStrictEqual(new Set(steps.slice(1).map((s) => s.tensors)).size, 1, "tensors alive after each step")
+        }).pipe(Effect.scoped)
+      }).pipe(Effect.provide(Rng.layer(3)), Effect.provide(NodeServices.layer)))
+  }
 
   it.effect("source=folder without dataDir is a DatasetError saying what to set", () =>
     Effect.gen(function*() {
