@@ -27,7 +27,7 @@ import { initialState, outerSteps } from "../src/solvers/outerLoop.ts"
 import { fewShot, fewShotInstance, fewShotSettings, meanWithInterval } from "../src/tasks/fewShot.ts"
 import { type Backbone, convNet4, resNet12 } from "../src/tasks/fewShot/backbones.ts"
 import { drawEpisode, splitClasses } from "../src/tasks/fewShot/episodes.ts"
-import { episodeProblem, penalty } from "../src/tasks/fewShot/head.ts"
+import { episodeProblem, penalty, penaltyHessianVectorProduct } from "../src/tasks/fewShot/head.ts"
 import { folderSource } from "../src/tasks/fewShot/sources.ts"
 import { syntheticSource } from "./support/fewShotSource.ts"
 import { backendNames, relativeError, useBackend, vectorValue } from "./support/tf.ts"
@@ -133,7 +133,23 @@ describe("the episode's head problem", () => {
         relativeError(mixed((p) => problem.lowerGradient!(p, y)), mixed((p) => tf.grad((w: tf.Tensor) => problem.lower(p, w) as tf.Scalar)(y))),
         1e-5
       )
+      // The closed-form Hessian-vector products against autodiff of ⟨∇_y f, v⟩, with the linearization's residuals and without.
+      const linearization = problem.lowerLinearization!(phi, y)
+      assert.deepStrictEqual(vectorValue(linearization.gradient), vectorValue(problem.lowerGradient!(phi, y)))
+      const inY = vectorValue(tf.grad((w: tf.Tensor) => tf.sum(tf.mul(problem.lowerGradient!(phi, w), v)) as tf.Scalar)(y))
+      for (const product of [problem.lowerHessianVectorProduct!(phi, y, v), problem.lowerHessianVectorProduct!(phi, y, v, linearization.residuals)]) {
+        assert.isBelow(relativeError(vectorValue(product.y), inY), 1e-5)
+        assert.isBelow(relativeError(vectorValue(product.x), mixed((p) => problem.lowerGradient!(p, y))), 1e-5)
+      }
     })
+  })
+
+  it("the penalty's Hessian-vector product equals hand-computed values", async () => {
+    await useBackend("cpu")
+    // 0.125 (y² + 0.1)^{−7/4} (0.1 − 0.5 y²) v at y = (0, 1, −2), v = (1, 2, −1), by hand.
+    const product = vectorValue(penaltyHessianVectorProduct({ weight: 0.25, exponent: 0.5, epsilon: 0.1 }, tf.tensor1d([0, 1, -2]), tf.tensor1d([1, 2, -1])))
+    const expected = [0.7029266564879363, -0.08463749496565662, 0.020104434637908185]
+    product.forEach((p, i) => assert.closeTo(p, expected[i]!, 1e-6))
   })
 })
 

@@ -45,9 +45,24 @@ export const penalty = (regularizer: Regularizer, y: Vector): tf.Tensor =>
 export const penaltyGradient = ({ epsilon, exponent, weight }: Regularizer, y: Vector): tf.Tensor =>
   tf.mul(weight * exponent, tf.mul(y, tf.pow(tf.add(tf.square(y), epsilon), exponent / 2 - 1)))
 
+/** Its second derivative along v, λ q (y² + ε)^{q/2 − 2} ((q − 1) y² + ε) ⊙ v (the penalty is separable). */
+export const penaltyHessianVectorProduct = ({ epsilon, exponent, weight }: Regularizer, y: Vector, v: Vector): tf.Tensor => {
+  const square = tf.square(y)
+  const curvature = tf.mul(tf.pow(tf.add(square, epsilon), exponent / 2 - 2), tf.add(tf.mul(exponent - 1, square), epsilon))
+  return tf.mul(weight * exponent, tf.mul(curvature, v))
+}
+
 /**
  * The episode's problem: `supportLabels` and `queryLabels` one-hot [n, N] (constants of the episode),
  * φ the flat [n_s + n_q, d] features.
+ *
+ * Its Hessian-vector products are written out too, so that a reverse step of the head is a few small
+ * products with no tape. With R = (P − Y_s)/n_s, v = [V, u] and D = Φ_s V + u (the logits' tangent),
+ * s = ⟨∇_y f, v⟩ = ⟨R, D⟩ + ⟨∇ penalty, v⟩, and the softmax Jacobian is symmetric, so
+ *
+ *     ∂s/∂y = [Φ_sᵀ G, Σ_rows G] + ∇² penalty · v,   ∂s/∂Φ_s = R Vᵀ + G Wᵀ,   ∂s/∂Φ_q = 0,
+ *
+ * G = (P ⊙ D − P ⊙ rowsum(P ⊙ D))/n_s, the tangent of R. A gradient step keeps P for the product.
  */
 export const episodeProblem = (options: {
   readonly features: number
@@ -61,14 +76,33 @@ export const episodeProblem = (options: {
   const support = supportLabels.shape[0]!
   const query = queryLabels.shape[0]!
   const rows = (phi: Vector, from: number, count: number) => tf.reshape(tf.slice(phi, from * features, count * features), [count, features])
+  /** [Φ_sᵀ M, Σ_rows M] flat: the data term's gradient of ⟨M, logits⟩ in the head. */
+  const headGradient = (supportRows: tf.Tensor, m: tf.Tensor) =>
+    tf.concat([tf.reshape(tf.matMul(supportRows, m, true), [-1]), tf.sum(m, 0)])
+  const linearization = (phi: Vector, y: Vector) => {
+    const supportRows = rows(phi, 0, support)
+    const probabilities = tf.softmax(logits(layout, supportRows, y))
+    const residual = tf.div(tf.sub(probabilities, supportLabels), support)
+    return { gradient: tf.add(headGradient(supportRows, residual), penaltyGradient(regularizer, y)), residuals: [probabilities] }
+  }
   return {
     lower: (phi, y) =>
       tf.add(softmaxCrossEntropy(logits(layout, rows(phi, 0, support), y), supportLabels), penalty(regularizer, y)),
-    lowerGradient: (phi, y) => {
-      const features = rows(phi, 0, support)
-      const residual = tf.div(tf.sub(tf.softmax(logits(layout, features, y)), supportLabels), support)
-      const data = tf.concat([tf.reshape(tf.matMul(features, residual, true), [-1]), tf.sum(residual, 0)])
-      return tf.add(data, penaltyGradient(regularizer, y))
+    lowerGradient: (phi, y) => linearization(phi, y).gradient,
+    lowerLinearization: linearization,
+    lowerHessianVectorProduct: (phi, y, v, residuals) => {
+      const supportRows = rows(phi, 0, support)
+      const [probabilities] = residuals ?? linearization(phi, y).residuals
+      const pd = tf.mul(probabilities!, logits(layout, supportRows, v))
+      const tangent = tf.div(tf.sub(pd, tf.mul(probabilities!, tf.sum(pd, 1, true))), support)
+      const residual = tf.div(tf.sub(probabilities!, supportLabels), support)
+      const { weights } = Blocks.unflatten(layout, y)
+      const { weights: direction } = Blocks.unflatten(layout, v)
+      const supportPart = tf.add(tf.matMul(residual, direction!, false, true), tf.matMul(tangent, weights!, false, true))
+      return {
+        x: tf.pad(tf.reshape(supportPart, [-1]), [[0, query * features]]),
+        y: tf.add(headGradient(supportRows, tangent), penaltyHessianVectorProduct(regularizer, y, v))
+      }
     },
     upper: (phi, y) => softmaxCrossEntropy(logits(layout, rows(phi, support, query), y), queryLabels)
   }
