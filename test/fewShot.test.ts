@@ -123,7 +123,8 @@ describe("the episode's head problem", () => {
         queryLabels: tf.tensor2d([[1, 0], [0, 1]]),
         regularizer: { weight: 0.25, exponent: 0.5, epsilon: 0.1 }
       })
-      const phi = tf.tensor1d(random.array(15, random.normal))
+      // Five rows (three support, two query) of three features and the bias's input 1.
+      const phi = tf.tensor1d(Array.from({ length: 5 }, () => [...random.array(3, random.normal), 1]).flat())
       const y = tf.tensor1d(random.array(8, random.normal))
       const v = tf.tensor1d(random.array(8, random.normal))
       assert.isBelow(relativeError(vectorValue(problem.lowerGradient!(phi, y)), vectorValue(tf.grad((w: tf.Tensor) => problem.lower(phi, w) as tf.Scalar)(y))), 1e-5)

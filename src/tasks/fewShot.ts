@@ -106,7 +106,12 @@ export const sampleEpisode = (context: FewShotContext, split: SplitName, random:
     }),
     encode: (x) => {
       const { features, vjp } = backbone.apply(x, images)
-      return { value: tf.reshape(features, [-1]), vjp }
+      const n = images.shape[0]
+      return {
+        // Each image's features and a 1, the head's bias input (./fewShot/head.ts).
+        value: tf.reshape(tf.concat([features, tf.ones([n, 1])], 1), [-1]),
+        vjp: (cotangent) => vjp(tf.slice(tf.reshape(cotangent, [n, backbone.features + 1]), [0, 0], [n, backbone.features]))
+      }
     }
   }
 }
@@ -132,8 +137,9 @@ export const accuracies = (
       const { features } = context.backbone
       const support = context.shape.ways * context.shape.shots
       const query = context.shape.ways * context.shape.queries
+      const width = features + 1
       const predicted = yield* readData<"int32">(tf.tidy(() =>
-        tf.argMax(logits(headLayout(features, context.shape.ways), tf.reshape(tf.slice(phi, support * features, query * features), [query, features]), y), 1)
+        tf.argMax(logits(tf.reshape(tf.slice(phi, support * width, query * width), [query, width]), y, context.shape.ways), 1)
       ))
       const labels = Array.from({ length: query }, (_, q) => Math.floor(q / context.shape.queries))
       return predicted.reduce((right, p, q) => right + (p === labels[q] ? 1 : 0), 0) / query

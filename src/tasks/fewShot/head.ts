@@ -5,13 +5,16 @@
  *
  *     f(φ, y) = mean CE(Φ_s W + b, Y_s) + λ Σ (y_i² + ε)^{q/2},     F(φ, y) = mean CE(Φ_q W + b, Y_q),
  *
- * the penalty over every entry of the head (weights and bias). Built from ops whose second order is
- * verified (src/tasks/losses.ts): every hypergradient differentiates ∇_y f, in y and in φ. ∇_y f is
- * also written out (`lowerGradient`), so each LL step is one product each way, with no tape:
+ * the penalty over every entry of the head (weights and bias). Each row of φ is an image's d features
+ * followed by a 1, the bias's input, so that the head is one [d + 1, N] matrix [W; b] (y's layout)
+ * and the logits one product, Φ [W; b]: the LL runs a few dozen products of a handful of numbers, and
+ * on wasm each op costs a thread hand-off, whatever its size.
  *
- *     ∇_W f = Φ_sᵀ (P − Y_s) / n_s + λ q W ⊙ (W² + ε)^{q/2 − 1},   ∇_b f = mean_rows(P − Y_s) + (the same in b),
+ * Built from ops whose second order is verified (src/tasks/losses.ts): every hypergradient
+ * differentiates ∇_y f, in y and in φ. ∇_y f is also written out (`lowerGradient`), so each LL step is
+ * one product each way, with no tape:
  *
- * P = softmax(Φ_s W + b).
+ *     ∇_y f = vec(Φ_sᵀ (P − Y_s)) / n_s + λ q y ⊙ (y² + ε)^{q/2 − 1},   P = softmax(Φ_s [W; b]).
  */
 import * as tf from "@tensorflow/tfjs-core"
 import * as Blocks from "../../domain/Blocks.ts"
@@ -31,11 +34,8 @@ export interface Regularizer {
 export const headLayout = (features: number, ways: number): Blocks.Layout =>
   Blocks.layout({ weights: [features, ways], bias: [ways] })
 
-/** Logits [n, N] of feature rows [n, d] under head y. */
-export const logits = (layout: Blocks.Layout, rows: tf.Tensor, y: Vector): tf.Tensor => {
-  const { bias, weights } = Blocks.unflatten(layout, y)
-  return tf.add(tf.matMul(rows, weights!), bias!)
-}
+/** Logits [n, N] of rows [n, d + 1] (features and a 1) under head y, [W; b] flat. */
+export const logits = (rows: tf.Tensor, y: Vector, ways: number): tf.Tensor => tf.matMul(rows, tf.reshape(y, [-1, ways]))
 
 /** λ Σ (y_i² + ε)^{q/2}. */
 export const penalty = (regularizer: Regularizer, y: Vector): tf.Tensor =>
@@ -54,13 +54,13 @@ export const penaltyHessianVectorProduct = ({ epsilon, exponent, weight }: Regul
 
 /**
  * The episode's problem: `supportLabels` and `queryLabels` one-hot [n, N] (constants of the episode),
- * φ the flat [n_s + n_q, d] features.
+ * φ the flat [n_s + n_q, d + 1] rows of features and a 1.
  *
  * Its Hessian-vector products are written out too, so that a reverse step of the head is a few small
- * products with no tape. With R = (P − Y_s)/n_s, v = [V, u] and D = Φ_s V + u (the logits' tangent),
+ * products with no tape. With R = (P − Y_s)/n_s, v = [V; u] and D = Φ_s [V; u] (the logits' tangent),
  * s = ⟨∇_y f, v⟩ = ⟨R, D⟩ + ⟨∇ penalty, v⟩, and the softmax Jacobian is symmetric, so
  *
- *     ∂s/∂y = [Φ_sᵀ G, Σ_rows G] + ∇² penalty · v,   ∂s/∂Φ_s = R Vᵀ + G Wᵀ,   ∂s/∂Φ_q = 0,
+ *     ∂s/∂y = vec(Φ_sᵀ G) + ∇² penalty · v,   ∂s/∂Φ_s = R [V; u]ᵀ + G [W; b]ᵀ,   ∂s/∂Φ_q = 0,
  *
  * G = (P ⊙ D − P ⊙ rowsum(P ⊙ D))/n_s, the tangent of R. A gradient step keeps P for the product.
  */
@@ -71,39 +71,35 @@ export const episodeProblem = (options: {
   readonly queryLabels: tf.Tensor
   readonly regularizer: Regularizer
 }): BilevelProblem => {
-  const { features, queryLabels, regularizer, supportLabels, ways } = options
-  const layout = headLayout(features, ways)
+  const { queryLabels, regularizer, supportLabels, ways } = options
+  const width = options.features + 1
   const support = supportLabels.shape[0]!
   const query = queryLabels.shape[0]!
-  const rows = (phi: Vector, from: number, count: number) => tf.reshape(tf.slice(phi, from * features, count * features), [count, features])
-  /** [Φ_sᵀ M, Σ_rows M] flat: the data term's gradient of ⟨M, logits⟩ in the head. */
-  const headGradient = (supportRows: tf.Tensor, m: tf.Tensor) =>
-    tf.concat([tf.reshape(tf.matMul(supportRows, m, true), [-1]), tf.sum(m, 0)])
+  const rows = (phi: Vector, from: number, count: number) => tf.reshape(tf.slice(phi, from * width, count * width), [count, width])
+  /** vec(Φ_sᵀ M): the data term's gradient of ⟨M, logits⟩ in the head. */
+  const headGradient = (supportRows: tf.Tensor, m: tf.Tensor) => tf.reshape(tf.matMul(supportRows, m, true), [-1])
   const linearization = (phi: Vector, y: Vector) => {
     const supportRows = rows(phi, 0, support)
-    const probabilities = tf.softmax(logits(layout, supportRows, y))
+    const probabilities = tf.softmax(logits(supportRows, y, ways))
     const residual = tf.div(tf.sub(probabilities, supportLabels), support)
     return { gradient: tf.add(headGradient(supportRows, residual), penaltyGradient(regularizer, y)), residuals: [probabilities] }
   }
   return {
-    lower: (phi, y) =>
-      tf.add(softmaxCrossEntropy(logits(layout, rows(phi, 0, support), y), supportLabels), penalty(regularizer, y)),
+    lower: (phi, y) => tf.add(softmaxCrossEntropy(logits(rows(phi, 0, support), y, ways), supportLabels), penalty(regularizer, y)),
     lowerGradient: (phi, y) => linearization(phi, y).gradient,
     lowerLinearization: linearization,
     lowerHessianVectorProduct: (phi, y, v, residuals) => {
       const supportRows = rows(phi, 0, support)
       const [probabilities] = residuals ?? linearization(phi, y).residuals
-      const pd = tf.mul(probabilities!, logits(layout, supportRows, v))
+      const pd = tf.mul(probabilities!, logits(supportRows, v, ways))
       const tangent = tf.div(tf.sub(pd, tf.mul(probabilities!, tf.sum(pd, 1, true))), support)
       const residual = tf.div(tf.sub(probabilities!, supportLabels), support)
-      const { weights } = Blocks.unflatten(layout, y)
-      const { weights: direction } = Blocks.unflatten(layout, v)
-      const supportPart = tf.add(tf.matMul(residual, direction!, false, true), tf.matMul(tangent, weights!, false, true))
+      const supportPart = tf.add(tf.matMul(residual, tf.reshape(v, [width, ways]), false, true), tf.matMul(tangent, tf.reshape(y, [width, ways]), false, true))
       return {
-        x: tf.pad(tf.reshape(supportPart, [-1]), [[0, query * features]]),
+        x: tf.pad(tf.reshape(supportPart, [-1]), [[0, query * width]]),
         y: tf.add(headGradient(supportRows, tangent), penaltyHessianVectorProduct(regularizer, y, v))
       }
     },
-    upper: (phi, y) => softmaxCrossEntropy(logits(layout, rows(phi, support, query), y), queryLabels)
+    upper: (phi, y) => softmaxCrossEntropy(logits(rows(phi, support, query), y, ways), queryLabels)
   }
 }
