@@ -18,6 +18,8 @@ import * as Random from "../src/domain/Random.ts"
 import { make, Rng } from "../src/domain/Rng.ts"
 import * as Backend from "../src/runtime/Backend.ts"
 import { evaluate } from "../src/runtime/evaluate.ts"
+import { decodeSettings } from "../src/runtime/reproduce/Experiment.ts"
+import { fewShotExperiment } from "../src/runtime/reproduce/fewShot.ts"
 import { installSecondOrderGradients } from "../src/runtime/gradients.ts"
 import { run } from "../src/runtime/run.ts"
 import { checkSolver } from "../src/runtime/gradcheck.ts"
@@ -363,20 +365,46 @@ describe("the backbone's optimizer", () => {
     }).pipe(Effect.scoped, Effect.provide(Rng.layer(2)), Effect.provide(NodeServices.layer)))
 })
 
+/** `classes` folders of four 16×16 PNGs each, of random red shades. */
+const imageFolder = (dir: string, classes: number) => {
+  const random = make(8)
+  for (let c = 0; c < classes; c++) {
+    mkdirSync(path.join(dir, `class${c}`), { recursive: true })
+    const shade = 8 * c
+    for (let i = 0; i < 4; i++) {
+      const image = new PNG({ width: 16, height: 16 })
+      for (let p = 0; p < 256; p++) image.data.set([shade + random.int(0, 200), 0, 0, 255], p * 4)
+      writeFileSync(path.join(dir, `class${c}`, `${i}.png`), PNG.sync.write(image))
+    }
+  }
+}
+
+describe("bilevel reproduce fewshot", () => {
+  it.effect("on a folder source: a row per method beside the random backbone, and OUT/notes.md included before the commands", () =>
+    Effect.gen(function*() {
+      const root = mkdtempSync(path.join(scratch, "reproduce-"))
+      imageFolder(path.join(root, "images"), 4)
+      const out = path.join(root, "out")
+      mkdirSync(out)
+      writeFileSync(path.join(out, "notes.md"), "## Another backbone\n\nA hand-written note.\n")
+      const settings = yield* decodeSettings(fewShotExperiment, {
+        source: "folder", dataDir: path.join(root, "images"), imageSize: 16, ways: 2, queries: 2, trainClasses: 2,
+        validationClasses: 0, testClasses: 2, metaBatch: 2, width: 3, outerSteps: 2, evalEvery: 2, testEpisodes: 10, methods: "rhg,ia-gm"
+      })
+      const result = yield* fewShotExperiment.run({ out, seeds: [0], settings, command: "bilevel reproduce fewshot (test)", overwrite: false, progress: () => Effect.void })
+      const report = readFileSync(result.report, "utf8")
+      for (const method of ["rhg", "ia-gm"]) assert.match(report, new RegExp(`\\| ${method} \\| 2 \\| `))
+      assert.include(report, "| random backbone (x_0, z_0) | 0 |")
+      assert.isBelow(report.indexOf("## Another backbone\n\nA hand-written note."), report.indexOf("## Commands"))
+      assert.isAbove(report.indexOf("## Another backbone"), report.indexOf("## What differs"))
+    }).pipe(Effect.provide(Backend.layer("cpu")), Effect.provide(NodeServices.layer)), 120_000)
+})
+
 describe("bilevel evaluate", () => {
   it.effect("a few-shot run on a folder source is evaluated at its checkpoint and at its random initial backbone", () =>
     Effect.gen(function*() {
       const root = mkdtempSync(path.join(scratch, "fewshot-"))
-      const random = make(8)
-      for (let c = 0; c < 5; c++) {
-        mkdirSync(path.join(root, "images", `class${c}`), { recursive: true })
-        const shade = 8 * c
-        for (let i = 0; i < 4; i++) {
-          const image = new PNG({ width: 16, height: 16 })
-          for (let p = 0; p < 256; p++) image.data.set([shade + random.int(0, 200), 0, 0, 255], p * 4)
-          writeFileSync(path.join(root, "images", `class${c}`, `${i}.png`), PNG.sync.write(image))
-        }
-      }
+      imageFolder(path.join(root, "images"), 5)
       const settings = {
         source: "folder", dataDir: path.join(root, "images"), imageSize: 16, color: "gray",
         ...tiny, trainClasses: 2, validationClasses: 0, testClasses: 2, outerSteps: 2, testEpisodes: 12

@@ -6,7 +6,8 @@
  * evaluated on test episodes (`bilevel evaluate`, with the random-backbone baseline), and the report
  * compares the methods at equal training wall time, with plots of the query loss and the validation
  * accuracy over wall time. Complete records and evaluations are kept, so methods can be run by separate
- * invocations into one directory (`--set methods=…`) and the report covers them all.
+ * invocations into one directory (`--set methods=…`) and the report covers them all; `OUT/notes.md`, where
+ * present, is included in the report as it is (runs outside the table, such as another backbone's).
  */
 import { Effect, FileSystem, Schema } from "effect"
 import { InvalidConfig } from "../../domain/errors.ts"
@@ -46,6 +47,9 @@ const Settings = Schema.Struct({
 export type FewShotExperimentSettings = typeof Settings.Type
 
 const recordsDir = (out: string) => `${out}/records`
+
+/** Markdown in the output directory that the report includes as it is, before its commands. */
+const notesFile = "notes.md"
 
 /** The task settings every run gets. */
 const taskSettings = ({ methods: _m, reportOnly: _r, ...s }: FewShotExperimentSettings): Record<string, unknown> => ({
@@ -150,9 +154,15 @@ export const fewShotExperiment = define({
         detail: `random backbone ${percent(baseline["testAccuracy"], baseline["testAccuracyCi95"])} %; ` +
           separated.map((s) => `${s.label}: ${s.passed ? "beats it" : "does not"}`).join(", ")
       }]
-      const stepFigure = yield* figure(runs, { metrics: ["F", "valAccuracy"], title: "Query loss F and validation accuracy over outer steps" }, options.out, "over-steps")
-      const wallFigure = yield* figure(runs, { metrics: ["F", "valAccuracy"], title: "Query loss F and validation accuracy over training wall time", x: "time" }, options.out, "over-wall-time")
+      // Without validation classes no run records a validation accuracy: F alone is plotted.
+      const validated = runs.some((r) => r.steps.some((step) => typeof step["valAccuracy"] === "number"))
+      const metrics = validated ? ["F", "valAccuracy"] : ["F"]
+      const plotted = validated ? "Query loss F and validation accuracy" : "Query loss F"
+      const stepFigure = yield* figure(runs, { metrics, title: `${plotted} over outer steps` }, options.out, "over-steps")
+      const wallFigure = yield* figure(runs, { metrics, title: `${plotted} over training wall time`, x: "time" }, options.out, "over-wall-time")
       const commands = yield* fs.readFileString(`${options.out}/commands.txt`).pipe(Effect.orElseSucceed(() => "(not recorded)"))
+      // Hand-written notes on runs outside the table (another backbone, a longer run), kept beside the records.
+      const notes = yield* fs.readFileString(`${options.out}/${notesFile}`).pipe(Effect.orElseSucceed(() => ""))
       const s = options.settings
       const report = yield* writeReport(options.out, [
         header({
@@ -193,6 +203,7 @@ export const fewShotExperiment = define({
           "- Test-time adaptation is K plain gradient steps from the head's y_0 (z under auxiliary-init) for every method: PTT and BDA would read the query labels.",
           "- One seed; the validation accuracy is over the same episodes at every evaluation."
         ].join("\n"),
+        ...(notes.trim() === "" ? [] : [notes.trim()]),
         "## Commands\n\n```sh\n" + commands.trim() + "\n" + runs.map((r) => `bilevel evaluate ${r.dir}`).join("\n") + "\n```"
       ])
       return { report, checks, wallMs: performance.now() - started }
