@@ -60,7 +60,8 @@ const stockFeatures = (backbone: Backbone, x: tf.Tensor, images: tf.Tensor4D): t
   return tf.reshape(h, [images.shape[0], -1])
 }
 
-const nets: ReadonlyArray<Backbone> = [convNet4([16, 16, 2], 4), resNet12([17, 16, 1], [2, 3, 4, 5])]
+// Both filter-gradient routes (im2col for ≤ 4 input channels, a convolution above), at 3×3 and 1×1 (ResNet's last shortcut).
+const nets: ReadonlyArray<Backbone> = [convNet4([16, 16, 2], 6), resNet12([17, 16, 1], [2, 3, 5, 6])]
 
 /** Features and the VJP of a fixed cotangent, by autodiff of the stock-op net on cpu. */
 const reference = async (backbone: Backbone, x: Float32Array, images: Float32Array, shape: [number, number, number, number], cotangent: Float32Array) => {
