@@ -17,7 +17,7 @@ import { type Evaluation, evaluate, evaluationFile } from "../evaluate.ts"
 import { type RunSpec, runMissing } from "./runs.ts"
 import * as RunRecord from "../RunRecord.ts"
 import { define, type ExperimentOptions } from "./Experiment.ts"
-import { checksSection, figure, header, machine, table, writeReport } from "./report.ts"
+import { checksSection, figure, header, machine, readNotes, table, writeReport } from "./report.ts"
 
 const defaultMethods = "iaptt-gm,rhg,first-order"
 
@@ -47,9 +47,6 @@ const Settings = Schema.Struct({
 export type FewShotExperimentSettings = typeof Settings.Type
 
 const recordsDir = (out: string) => `${out}/records`
-
-/** Markdown in the output directory that the report includes as it is, before its commands. */
-const notesFile = "notes.md"
 
 /** The task settings every run gets. */
 const taskSettings = ({ methods: _m, reportOnly: _r, ...s }: FewShotExperimentSettings): Record<string, unknown> => ({
@@ -162,7 +159,7 @@ export const fewShotExperiment = define({
       const wallFigure = yield* figure(runs, { metrics, title: `${plotted} over training wall time`, x: "time" }, options.out, "over-wall-time")
       const commands = yield* fs.readFileString(`${options.out}/commands.txt`).pipe(Effect.orElseSucceed(() => "(not recorded)"))
       // Hand-written notes on runs outside the table (another backbone, a longer run), kept beside the records.
-      const notes = yield* fs.readFileString(`${options.out}/${notesFile}`).pipe(Effect.orElseSucceed(() => ""))
+      const notes = yield* readNotes(options.out)
       const s = options.settings
       const report = yield* writeReport(options.out, [
         header({
@@ -203,7 +200,7 @@ export const fewShotExperiment = define({
           "- Test-time adaptation is K plain gradient steps from the head's y_0 (z under auxiliary-init) for every method: PTT and BDA would read the query labels.",
           "- One seed; the validation accuracy is over the same episodes at every evaluation."
         ].join("\n"),
-        ...(notes.trim() === "" ? [] : [notes.trim()]),
+        ...(notes === undefined ? [] : [notes]),
         "## Commands\n\n```sh\n" + commands.trim() + "\n" + runs.map((r) => `bilevel evaluate ${r.dir}`).join("\n") + "\n```"
       ])
       return { report, checks, wallMs: performance.now() - started }

@@ -5,6 +5,7 @@
  */
 import { Effect, FileSystem } from "effect"
 import * as os from "node:os"
+import { RunRecordError } from "../../domain/errors.ts"
 import { compareRuns } from "../compare.ts"
 import { type PlotOptions, plotRuns, svgToPng } from "../plot.ts"
 import type { RunRecord, StepRecord } from "../RunRecord.ts"
@@ -114,6 +115,17 @@ export const runsSection = (runs: ReadonlyArray<RunRecord>, out: string, metrics
   ].join("\n")
 
 const relative = (out: string, dir: string) => dir.startsWith(`${out}/`) ? dir.slice(out.length + 1) : dir
+
+/** The hand-written notes kept beside an experiment's records (`OUT/notes.md`), trimmed; none when absent. */
+export const readNotes = Effect.fnUntraced(function*(out: string) {
+  const fs = yield* FileSystem.FileSystem
+  const path = `${out}/notes.md`
+  if (!(yield* fs.exists(path).pipe(Effect.orElseSucceed(() => false)))) return undefined
+  const text = yield* fs.readFileString(path).pipe(
+    Effect.mapError((e) => new RunRecordError({ path, problem: `cannot be read (${e.message}); fix or remove it` }))
+  )
+  return text.trim() === "" ? undefined : text.trim()
+})
 
 /** Writes the report and returns its path. */
 export const writeReport = Effect.fnUntraced(function*(out: string, sections: ReadonlyArray<string>) {

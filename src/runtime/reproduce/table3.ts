@@ -22,6 +22,7 @@ import { methods as allMethods } from "../../solvers/methods.ts"
 import { hyperCleaning } from "../../tasks/hyperCleaning.ts"
 import { evaluationFile } from "../evaluate.ts"
 import { writePlot } from "../plot.ts"
+import { readNotes } from "./report.ts"
 import { define, type ExperimentOptions } from "./Experiment.ts"
 import { type RunSpec, runMissing } from "./runs.ts"
 import * as RunRecord from "../RunRecord.ts"
@@ -239,7 +240,7 @@ export const table3Report = (
     "",
     `![test accuracy and F1 over outer steps](${options.plot}) (PNG: ${options.plot.replace(/svg$/, "png")})`,
     "",
-    ...(options.notes === undefined ? [] : [options.notes.trim(), ""]),
+    ...(options.notes === undefined ? [] : [options.notes, ""]),
     "## Settings",
     "",
     `Shared by every run: ${shared.map((k) => `\`${k}=${JSON.stringify(configs[0]![k])}\``).join(", ")}.`,
@@ -314,10 +315,10 @@ export const writeTable3Report = Effect.fnUntraced(function*(out: string, settin
   yield* writePlot(runs, { metrics, title, panels }, `${out}/${plot}`)
   yield* writePlot(runs, { metrics, title, panels }, `${out}/${plot.replace(/svg$/, "png")}`)
   const commands = yield* fs.readFileString(`${out}/commands.txt`).pipe(Effect.orElseSucceed(() => "(not recorded)"))
-  const notes = yield* fs.readFileString(`${out}/notes.md`).pipe(Effect.option)
+  const notes = yield* readNotes(out)
   // README.md, like every `bilevel reproduce` report, so a repository browser shows it.
   const path = `${out}/README.md`
-  yield* fs.writeFileString(path, table3Report(runs, { ...settings, plot, commands, notes: notes._tag === "Some" ? notes.value : undefined }))
+  yield* fs.writeFileString(path, table3Report(runs, { ...settings, plot, commands, notes }))
   return { path, runs }
 })
 
