@@ -312,8 +312,8 @@ export const writeTable3Report = Effect.fnUntraced(function*(out: string, settin
     testAccuracyZ: { title: "test accuracy at z" },
     f1: { title: "cleaning F1" }
   }
-  yield* writePlot(runs, { metrics, title, panels }, `${out}/${plot}`)
-  yield* writePlot(runs, { metrics, title, panels }, `${out}/${plot.replace(/svg$/, "png")}`)
+  yield* writePlot(runs, { metrics, title, panels, legend: "label" }, `${out}/${plot}`)
+  yield* writePlot(runs, { metrics, title, panels, legend: "label" }, `${out}/${plot.replace(/svg$/, "png")}`)
   const commands = yield* fs.readFileString(`${out}/commands.txt`).pipe(Effect.orElseSucceed(() => "(not recorded)"))
   const notes = yield* readNotes(out)
   // README.md, like every `bilevel reproduce` report, so a repository browser shows it.
