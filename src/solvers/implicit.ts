@@ -21,18 +21,29 @@ import { gradients, vjp } from "./vjp.ts"
 export interface OptimalityCondition {
   readonly name: string
   readonly residual: (problem: BilevelProblem, x: Vector, y: Vector) => Vector
+  /**
+   * Aᵀ v and Bᵀ v (the residual's Jacobians in y and x, transposed, along v) in closed form, where the
+   * problem has them (`lowerHessianVectorProduct`): no tape per product. Absent, or undefined for a
+   * problem without the hook: both by autodiff of `residual`.
+   */
+  readonly transposedJacobians?: (problem: BilevelProblem, x: Vector, y: Vector, v: Vector) => { readonly x: Vector; readonly y: Vector } | undefined
 }
 
 /** Stationarity, c = ∇_y f: A = ∇²_yy f (symmetric, so CG applies), B = ∇²_xy f. */
 export const stationarity: OptimalityCondition = {
   name: "∇_y f = 0",
-  residual: (problem, x, y) => lowerGradient(problem, x, y, 0)
+  residual: (problem, x, y) => lowerGradient(problem, x, y, 0),
+  transposedJacobians: (problem, x, y, v) => problem.lowerHessianVectorProduct?.(x, y, v)
 }
 
 /** Fixed point of one gradient step, c = y − Φ(x, y) with Φ = y − α ∇_y f: A = I − ∂_yΦ. */
 export const fixedPoint = (alpha: number): OptimalityCondition => ({
   name: `y = y − ${alpha}∇_y f`,
-  residual: (problem, x, y) => tf.mul(alpha, lowerGradient(problem, x, y, 0))
+  residual: (problem, x, y) => tf.mul(alpha, lowerGradient(problem, x, y, 0)),
+  transposedJacobians: (problem, x, y, v) => {
+    const products = problem.lowerHessianVectorProduct?.(x, y, v)
+    return products && { x: tf.mul(alpha, products.x), y: tf.mul(alpha, products.y) }
+  }
 })
 
 /**
@@ -115,14 +126,18 @@ const adjointHypergradient = (
     const { at, meter, x } = yield* LowerLevel
     const [gx, gy] = gradients((xx, yy) => at("upper", 0).upper(xx!, yy!), [x, y])
     const transposedA = (v: Vector, j: number) => {
-      const [av] = vjp((yy) => [condition.residual(problem(j), x, yy!)], [y], [v])
+      const av = tf.tidy(() =>
+        condition.transposedJacobians?.(problem(j), x, y, v)?.y ?? vjp((yy) => [condition.residual(problem(j), x, yy!)], [y], [v])[0]!
+      )
       meter.sample()
-      return av!
+      return av
     }
     const { matvecs, solution } = yield* solveAdjoint(transposedA, gy!)
     const hypergradient = tf.tidy(() => {
-      const [bv] = vjp((xx) => [condition.residual(problem(matvecs), xx!, y)], [x], [stepWith(solution)])
-      return tf.sub(gx!, bv!)
+      const v = stepWith(solution)
+      const bv = condition.transposedJacobians?.(problem(matvecs), x, y, v)?.x ??
+        vjp((xx) => [condition.residual(problem(matvecs), xx!, y)], [x], [v])[0]!
+      return tf.sub(gx!, bv)
     })
     return { x: hypergradient, y0: tf.zerosLike(y), reverseSteps: 0, hvps: matvecs + 1, adjoint: solution }
   })
