@@ -78,6 +78,11 @@ layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer))("warm start", (it) 
       assert.strictEqual(error._tag, "InvalidConfig")
       assert.include(error.message, "warmStart")
       assert.include(error.message, "auxiliary-init")
+      // SOBA and AmIGO are warm by construction: a cold start is refused, saying so.
+      for (const method of ["soba", "amigo"]) {
+        const cold = yield* Effect.flip(run({ task: "quadratic", method, seed: 0, settings: { warmStart: false }, out: path.join(scratch, `cold-${method}`) }))
+        assert.include(cold.message, `${method} always carries y and its adjoint v`)
+      }
       const solver = Solver.make(gradientDescent({ lr: 0.3 })).pipe(Solver.take(3))
       // @ts-expect-error: warm start takes auxiliary-init's place; the two do not compose.
       solver.pipe(Solver.auxiliaryInit, Solver.warmStart)

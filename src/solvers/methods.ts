@@ -4,7 +4,7 @@
  * `innerSteps` and `innerLr`.
  */
 import { Schema } from "effect"
-import { choice, count, flag, nonNegative, positive, rate, unavailableFlag } from "../domain/settings.ts"
+import { choice, count, fixedFlag, flag, nonNegative, positive, rate, unavailableFlag } from "../domain/settings.ts"
 import { bda, fista, gradientDescent, nesterovMomentum } from "../dynamics/Dynamics.ts"
 import { constant, decreasing, polynomial, type StepSize } from "../dynamics/schedules.ts"
 import { averaged } from "../dynamics/stochasticFixedPoint.ts"
@@ -62,9 +62,21 @@ const defineAuxiliary = <F extends Schema.Struct.Fields>(method: Definition<F, "
 
 /**
  * A method that carries its whole inner state, y and the adjoint v, from outer step to outer step
- * (warm start and warm adjoint are what it is, so it has no warmStart setting).
+ * (warm start and warm adjoint are what it is: its warmStart setting is always true, and false is refused saying why).
  */
-const defineAmortized = <F extends Schema.Struct.Fields>(method: Definition<F, "warm">): Method => method as unknown as Method
+const defineAmortized = <F extends Schema.Struct.Fields>(method: Definition<F, "warm">): Method => ({
+  ...method,
+  settings: Schema.Struct({
+    ...method.settings.fields,
+    warmStart: fixedFlag(
+      true,
+      warmStartDescription,
+      `${method.name} always carries y and its adjoint v from one outer step to the next (it is amortized): it has no cold start`
+    )
+  }),
+  build: (inner: InnerSettings, { warmStart: _, ...settings }: { readonly warmStart: true }) =>
+    method.build(inner, settings as Schema.Struct<F>["Type"])
+}) as unknown as Method
 
 const none = Schema.Struct({})
 
