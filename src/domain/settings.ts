@@ -42,9 +42,6 @@ export const choice = <const L extends ReadonlyArray<string>>(options: L, value:
 /** true or false. */
 export const flag = (value: boolean, description: string) => withDefault(Schema.Boolean, value, description)
 
-/** A flag that must stay false, with the reason it cannot be set as the message when it is. */
-export const unavailableFlag = (description: string, reason: string) => fixedFlag(false, description, reason)
-
 /** A flag that has one value for this method: any other is refused with `reason`. */
 export const fixedFlag = <V extends boolean>(value: V, description: string, reason: string) =>
   withDefault(Schema.Literal(value).annotate({ message: reason }), value, description)

@@ -4,7 +4,7 @@
  * `innerSteps` and `innerLr`.
  */
 import { Schema } from "effect"
-import { choice, count, fixedFlag, flag, nonNegative, positive, rate, unavailableFlag } from "../domain/settings.ts"
+import { choice, count, fixedFlag, flag, nonNegative, positive, rate } from "../domain/settings.ts"
 import { bda, fista, gradientDescent, nesterovMomentum } from "../dynamics/Dynamics.ts"
 import { constant, decreasing, polynomial, type StepSize } from "../dynamics/schedules.ts"
 import { averaged } from "../dynamics/stochasticFixedPoint.ts"
@@ -47,36 +47,37 @@ const define = <F extends Schema.Struct.Fields>(method: Definition<F, "fixed">):
   }
 }) as unknown as Method
 
-/** A method that learns y_0 = z (auxiliary-init): warm start would take z's place, so it refuses it, saying why. */
-const defineAuxiliary = <F extends Schema.Struct.Fields>(method: Definition<F, "auxiliary">): Method => ({
+/** A method whose initialization leaves it one warmStart value: the other is refused with `reason`. */
+const withFixedWarmStart = <F extends Schema.Struct.Fields, I extends Solver.Initialization>(
+  method: Definition<F, I>,
+  value: boolean,
+  reason: string
+): Method => ({
   ...method,
-  settings: Schema.Struct({
-    ...method.settings.fields,
-    warmStart: unavailableFlag(
-      warmStartDescription,
-      `${method.name} learns its LL initialization z (auxiliary-init), which warm start would replace: ` +
-        "use a fixed-init method (rhg, t-rhg, bda, ls, ns, aid-fp, first-order) to warm-start"
-    )
-  })
+  settings: Schema.Struct({ ...method.settings.fields, warmStart: fixedFlag(value, warmStartDescription, reason) }),
+  build: (inner: InnerSettings, { warmStart: _, ...settings }: { readonly warmStart: boolean }) =>
+    method.build(inner, settings as Schema.Struct<F>["Type"])
 }) as unknown as Method
+
+/** A method that learns y_0 = z (auxiliary-init): warm start would take z's place, so it refuses it, saying why. */
+const defineAuxiliary = <F extends Schema.Struct.Fields>(method: Definition<F, "auxiliary">): Method =>
+  withFixedWarmStart(
+    method,
+    false,
+    `${method.name} learns its LL initialization z (auxiliary-init), which warm start would replace: ` +
+      "use a fixed-init method (rhg, t-rhg, bda, ls, ns, aid-fp, first-order) to warm-start"
+  )
 
 /**
  * A method that carries its whole inner state, y and the adjoint v, from outer step to outer step
  * (warm start and warm adjoint are what it is: its warmStart setting is always true, and false is refused saying why).
  */
-const defineAmortized = <F extends Schema.Struct.Fields>(method: Definition<F, "warm">): Method => ({
-  ...method,
-  settings: Schema.Struct({
-    ...method.settings.fields,
-    warmStart: fixedFlag(
-      true,
-      warmStartDescription,
-      `${method.name} always carries y and its adjoint v from one outer step to the next (it is amortized): it has no cold start`
-    )
-  }),
-  build: (inner: InnerSettings, { warmStart: _, ...settings }: { readonly warmStart: true }) =>
-    method.build(inner, settings as Schema.Struct<F>["Type"])
-}) as unknown as Method
+const defineAmortized = <F extends Schema.Struct.Fields>(method: Definition<F, "warm">): Method =>
+  withFixedWarmStart(
+    method,
+    true,
+    `${method.name} always carries y and its adjoint v from one outer step to the next (it is amortized): it has no cold start`
+  )
 
 const none = Schema.Struct({})
 
