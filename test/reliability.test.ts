@@ -130,7 +130,8 @@ describe("the run lock's heartbeat", () => {
       const dir = out("heartbeat")
       mkdirSync(dir)
       const lock = path.join(dir, "run.lock")
-      const fast = { beatEveryMs: 50, staleAfterMs: 300 }
+      // staleAfter well above a loaded machine's event-loop stalls, so the beating holder is never taken for gone.
+      const fast = { beatEveryMs: 50, staleAfterMs: 1500 }
       yield* Effect.scoped(Effect.gen(function*() {
         yield* RunLock.hold(dir, fast)
         const first = JSON.parse(readFileSync(lock, "utf8"))
