@@ -12,9 +12,8 @@
 import { Effect, FileSystem, Schema } from "effect"
 import { InvalidConfig } from "../../domain/errors.ts"
 import { choice, count, natural } from "../../domain/settings.ts"
-import { methods as allMethods } from "../../solvers/methods.ts"
 import { type Evaluation, evaluate, evaluationFile } from "../evaluate.ts"
-import { type RunSpec, runMissing } from "./runs.ts"
+import { chosenMethods, type RunSpec, runMissing } from "./runs.ts"
 import * as RunRecord from "../RunRecord.ts"
 import { define, type ExperimentOptions } from "./Experiment.ts"
 import { checksSection, figure, header, machine, readNotes, table, writeReport } from "./report.ts"
@@ -108,10 +107,7 @@ export const fewShotExperiment = define({
   run: (options) =>
     Effect.gen(function*() {
       const started = performance.now()
-      const chosen = options.settings.methods.split(",").map((m) => m.trim()).filter((m) => m !== "")
-      const unknown = chosen.filter((m) => !allMethods.some((known) => known.name === m))
-      if (unknown.length > 0) return yield* new InvalidConfig({ message: `Unknown method(s) ${unknown.join(", ")}; see \`bilevel methods\`.` })
-      if (options.seeds.length !== 1) return yield* new InvalidConfig({ message: "fewshot runs one seed per method (--seeds N); use another --out per seed." })
+      const chosen = yield* chosenMethods("fewshot", options.settings.methods, options.seeds)
       const fs = yield* FileSystem.FileSystem
       yield* fs.makeDirectory(recordsDir(options.out), { recursive: true })
       if (!options.settings.reportOnly) yield* runMissing(specsOf(options, chosen), options)

@@ -4,6 +4,7 @@
  */
 import { Effect, FileSystem } from "effect"
 import { InvalidConfig, RunRecordError } from "../../domain/errors.ts"
+import { methods as allMethods } from "../../solvers/methods.ts"
 import { run } from "../run.ts"
 import * as RunRecord from "../RunRecord.ts"
 import type { ExperimentOptions } from "./Experiment.ts"
@@ -108,3 +109,20 @@ export const runMissing = Effect.fnUntraced(function*(
   }
   yield* fs.writeFileString(`${options.out}/commands.txt`, `${options.command}  # ${new Date().toISOString()}\n`, { flag: "a" })
 })
+
+/**
+ * The methods of a comma-separated `methods` setting, for experiments that run one seed per method into
+ * `records/<method>`: an unknown name or more than one seed is refused up front.
+ */
+export const chosenMethods = (experiment: string, methods: string, seeds: ReadonlyArray<number>) =>
+  Effect.gen(function*() {
+    const chosen = methods.split(",").map((m) => m.trim()).filter((m) => m !== "")
+    const unknown = chosen.filter((m) => !allMethods.some((known) => known.name === m))
+    if (unknown.length > 0) {
+      return yield* new InvalidConfig({ message: `Unknown method(s) ${unknown.join(", ")}; see \`bilevel methods\`.` })
+    }
+    if (seeds.length !== 1) {
+      return yield* new InvalidConfig({ message: `${experiment} runs one seed per method (--seeds N); use another --out per seed.` })
+    }
+    return chosen
+  })

@@ -18,13 +18,12 @@ import { Effect, FileSystem, Schema } from "effect"
 import * as os from "node:os"
 import { InvalidConfig, RunRecordError } from "../../domain/errors.ts"
 import { choice, count, natural } from "../../domain/settings.ts"
-import { methods as allMethods } from "../../solvers/methods.ts"
 import { hyperCleaning } from "../../tasks/hyperCleaning.ts"
 import { evaluationFile } from "../evaluate.ts"
 import { writePlot } from "../plot.ts"
 import { readNotes } from "./report.ts"
 import { define, type ExperimentOptions } from "./Experiment.ts"
-import { type RunSpec, runMissing } from "./runs.ts"
+import { chosenMethods, type RunSpec, runMissing } from "./runs.ts"
 import * as RunRecord from "../RunRecord.ts"
 
 /** Table 3 of the IAPTT-GM paper, accuracy % / F1 %. */
@@ -349,14 +348,7 @@ export const table3 = define({
   run: (options) =>
     Effect.gen(function*() {
       const started = performance.now()
-      const chosen = options.settings.methods.split(",").map((m) => m.trim()).filter((m) => m !== "")
-      const unknown = chosen.filter((m) => !allMethods.some((known) => known.name === m))
-      if (unknown.length > 0) {
-        return yield* new InvalidConfig({ message: `Unknown method(s) ${unknown.join(", ")}; see \`bilevel methods\`.` })
-      }
-      if (options.seeds.length !== 1) {
-        return yield* new InvalidConfig({ message: "table3 runs one seed per method (--seeds N); use another --out per seed." })
-      }
+      const chosen = yield* chosenMethods("table3", options.settings.methods, options.seeds)
       const fs = yield* FileSystem.FileSystem
       yield* fs.makeDirectory(options.out, { recursive: true })
       if (!options.settings.reportOnly) yield* runMissing(specsOf(options, chosen), options)
