@@ -26,7 +26,7 @@ import { firstStepDifference } from "../src/runtime/replay.ts"
 import { resume, run } from "../src/runtime/run.ts"
 import * as RunRecord from "../src/runtime/RunRecord.ts"
 import { amigo, type Method, soba } from "../src/solvers/methods.ts"
-import { sgd } from "../src/solvers/optimizers.ts"
+import { scaleByPolynomialDecay, sgd } from "../src/solvers/optimizers.ts"
 import { initialState, outerSteps, stepKey } from "../src/solvers/outerLoop.ts"
 import * as Solver from "../src/solvers/Solver.ts"
 import { scratchDir } from "./support/scratch.ts"
@@ -83,11 +83,19 @@ interface State {
  * SOBA as its paper writes it (Dagréou et al. 2022, Alg. 1; benchmark_bilevel's solvers/soba.py),
  * with its own sign, w = −v → −(∇²_yy f)⁻¹∇_y F: from (y, w, x) on one LL sample s and one UL sample r,
  *   D_y = ∇_y f_s,  D_w = ∇²_yy f_s w + ∇_y F_r,  D_x = ∇²_xy f_s w + ∇_x F_r,
- *   y ← y − ρ_t D_y,  w ← w − ρ_t D_w,  x ← x − β D_x,   ρ_t = ρ/(t + 1)^p.
+ *   y ← y − ρ_t D_y,  w ← w − ρ_t D_w,  x ← x − β_t D_x,   ρ_t = ρ/(t + 1)^p, β_t = β/(t + 1)^q.
  */
-const sobaByHand = (seed: number, rho0: number, decay: number, beta: number, variant: "simultaneous" | "sequential" = "simultaneous") =>
+const sobaByHand = (
+  seed: number,
+  rho0: number,
+  decay: number,
+  beta0: number,
+  variant: "simultaneous" | "sequential" = "simultaneous",
+  betaDecay = 0
+) =>
 (state: State, t: number): State => {
   const rho = rho0 / Math.pow(t + 1, decay)
+  const beta = beta0 / Math.pow(t + 1, betaDecay)
   const { s } = drawn(seed, t, "lower", 0)
   const { r } = drawn(seed, t, "upper", 0)
   const { x } = state
@@ -135,11 +143,20 @@ const xStar = (() => {
 const x0: V = [0.5, -0.3]
 const y0: V = [0.2, 0.1]
 
-/** The first `steps` outer steps of `method`'s preset through the outer loop, SGD(β) on x: (x, y, v) after each. */
-const pipeline = (method: Method, settings: object, sampled: boolean, seed: number, steps: number, inner: { innerLr: number; innerSteps: number }, beta: number) =>
+/** The first `steps` outer steps of `method`'s preset through the outer loop, SGD(β/(t+1)^q) on x: (x, y, v) after each. */
+const pipeline = (
+  method: Method,
+  settings: object,
+  sampled: boolean,
+  seed: number,
+  steps: number,
+  inner: { innerLr: number; innerSteps: number },
+  beta: number,
+  betaDecay = 0
+) =>
   Effect.gen(function*() {
     const solver = method.build(inner, settings)
-    const optimizers = { x: sgd(beta), z: sgd(beta) }
+    const optimizers = { x: betaDecay === 0 ? sgd(beta) : scaleByPolynomialDecay(beta, betaDecay), z: sgd(beta) }
     const [x, y] = [tf.tensor1d([...x0]), tf.tensor1d([...y0])]
     const initial = initialState(x, y, optimizers, Solver.initialAdjoint(solver, y))
     return yield* outerSteps(solver, quadratic(sampled), initial, optimizers, Random.key(seed)).pipe(
@@ -180,6 +197,15 @@ layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer))("SOBA and AmIGO", (
       // So is one whose steps restart at ρ every outer step (ρ_2 = ρ/√3, not ρ).
       const restarted = sobaByHand(seed, rho, 0, beta)(sobaByHand(seed, rho, decay, beta)({ x: x0, y: y0, v: [0, 0] }, 0), 1)
       assert.isAbove(Math.abs(restarted.y[0]! - steps[1]!.y[0]!), 1e-3)
+      // SOBA's analysis decreases x's step too, β_t = β/√(t+1): the UL optimizer scaleByPolynomialDecay.
+      const decaying = yield* pipeline(soba, { sobaDecay: decay }, true, seed, 3, { innerLr: rho, innerSteps: 50 }, 0.5, 0.5)
+      let byHand: State = { x: x0, y: y0, v: [0, 0] }
+      for (const [t, step] of decaying.entries()) {
+        byHand = sobaByHand(seed, rho, decay, 0.5, "simultaneous", 0.5)(byHand, t)
+        closeTo(step.x, byHand.x, `x_${t + 1} with β_t`)
+      }
+      const constantBeta = sobaByHand(seed, rho, decay, 0.5)(sobaByHand(seed, rho, decay, 0.5)({ x: x0, y: y0, v: [0, 0] }, 0), 1)
+      assert.isAbove(Math.abs(constantBeta.x[0]! - decaying[1]!.x[0]!), 1e-4, "β_2 = β/√2 is not β")
     }))
 
   it.effect("AmIGO's preset follows its update rule written out by hand, samples included", () =>

@@ -66,6 +66,18 @@ export const chain = (...transformations: ReadonlyArray<GradientTransformation>)
 
 export const sgd = (lr: number): GradientTransformation => scale(-lr)
 
+/**
+ * Multiplies updates by −α/(t + 1)^p, t counting this transformation's own updates from 0 (optax's
+ * `scale_by_schedule` for a polynomial decay): the decreasing UL step of SOBA's analysis.
+ */
+export const scaleByPolynomialDecay = (alpha: number, power: number): GradientTransformation => ({
+  init: () => [tf.scalar(0)],
+  update: (g, [count]) => [
+    tf.mul(tf.div(-alpha, tf.pow(tf.add(count as tf.Tensor, 1), power)), g),
+    [tf.add(count as tf.Tensor, 1)]
+  ]
+})
+
 export const adam = (lr: number): GradientTransformation => chain(scaleByAdam(), scale(-lr))
 
 export const nesterovSgd = (lr: number, momentum = 0.9): GradientTransformation =>

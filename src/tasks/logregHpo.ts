@@ -20,9 +20,9 @@ import { Effect, Schema } from "effect"
 import { DatasetError } from "../domain/errors.ts"
 import type { BilevelProblem, Vector } from "../domain/Problem.ts"
 import { make as makeRandom, type RandomSource } from "../domain/Rng.ts"
-import { choice, count, finite, natural, positive, rate } from "../domain/settings.ts"
+import { choice, count, finite, natural, nonNegative, positive, rate } from "../domain/settings.ts"
 import { readScalar, readVector, tensorScope } from "../domain/tensors.ts"
-import { adam } from "../solvers/optimizers.ts"
+import { adam, scaleByPolynomialDecay } from "../solvers/optimizers.ts"
 import { classPair, type LogregData, type LogregSplit, pairSize, synthetic, widen } from "./logreg/data.ts"
 import { exactHypergradient, exactUpper } from "./logreg/exact.ts"
 import { datasetDir, loadMnistLike } from "./mnistLike.ts"
@@ -51,7 +51,9 @@ const Settings = Schema.Struct({
   outerSteps: count(100, "outer (UL) steps tuning λ"),
   innerSteps: count(200, "LL steps t"),
   innerLr: positive(4, "LL step α of the map Φ(w) = w − α∇_w f: contractive while α(e^λ + L_loss) < 2 (synthetic: L_loss ≈ 0.02, so λ < −0.7 at α = 4)"),
-  outerLr: positive(0.05, "UL Adam step for λ"),
+  outerLr: positive(0.05, "UL step for λ: Adam's, or SGD's α of α/(t+1)^p"),
+  outerOptimizer: choice(["adam", "sgd"], "adam", "UL optimizer for λ: Adam, or SGD with the step outerLr/(t+1)^outerDecay"),
+  outerDecay: nonNegative(0, "outerOptimizer=sgd: p of the UL step outerLr/(t+1)^p (SOBA's analysis: ½; 0: constant)"),
   metricsEvery: count(10, "record validation and test loss and accuracy every this many outer steps (and at the last)")
 }).check(Schema.makeFilter((s) => [
   ...(s.lowerBatch > s.trainSize ? [{ path: ["lowerBatch"], issue: `lowerBatch ${s.lowerBatch} exceeds trainSize ${s.trainSize}` }] : []),
@@ -175,7 +177,10 @@ export const logregHpo = erase<LogregSettings>({
         problem,
         x0: tensors.x0,
         y0: tensors.y0,
-        optimizers: { x: adam(settings.outerLr), z: adam(settings.outerLr) },
+        optimizers: {
+          x: settings.outerOptimizer === "adam" ? adam(settings.outerLr) : scaleByPolynomialDecay(settings.outerLr, settings.outerDecay),
+          z: adam(settings.outerLr)
+        },
         exactHypergradient: (x) => exactHypergradient(train64, validation64, x),
         metrics: (step, train) =>
           recordsAt(step.before.t)
