@@ -10,7 +10,7 @@ import { NodeServices } from "@effect/platform-node"
 import { assert, describe, it as vitestIt, layer } from "@effect/vitest"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Layer, Schema } from "effect"
-import { existsSync, readFileSync, writeFileSync } from "node:fs"
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
 import type { BilevelProblem } from "../src/domain/Problem.ts"
 import * as Random from "../src/domain/Random.ts"
@@ -404,6 +404,18 @@ layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer), { timeout: 120_000 
       const text = table3Report([without[0]!, evaluated], { dataset: "fashion-mnist", net: "linear", plot: "p.svg", commands: "" })
       assert.match(text, /\| RHG \| 3 \|( [^|]* \|){2} — \|/)
       assert.include(text, "| 50.00 (7 steps, `bilevel evaluate` at step 3) |")
+      // A killed run's record is resumed by the next invocation, to the same steps; one with other settings is refused.
+      const rhgDir = path.join(out, "records", "rhg")
+      const before = (yield* RunRecord.read(rhgDir)).steps
+      rmSync(path.join(rhgDir, "summary.json"))
+      const changed = yield* Effect.flip(table3.run({ ...options, settings: { ...settings, innerSteps: 4 } }))
+      assert.include(changed.message, "holds an unfinished run with other settings (innerSteps)")
+      yield* table3.run(options)
+      assert.isTrue(lines.some((l) => l.startsWith("rhg: unfinished record") && l.endsWith("resuming it")))
+      assert.isTrue(lines.some((l) => /^rhg: 3 outer steps \(resumed from step 0\)/.test(l)))
+      const after = (yield* RunRecord.read(rhgDir))
+      assert.strictEqual(after.summary?.status, "completed")
+      assert.deepStrictEqual(after.steps.map(({ ms: _, ...step }) => step), before.map(({ ms: _, ...step }) => step))
       const twoSeeds = yield* Effect.flip(table3.run({ ...options, seeds: [0, 1] }))
       assert.include(twoSeeds.message, "table3 runs one seed per method")
       const unknownMethod = yield* Effect.flip(table3.run({ ...options, settings: { ...settings, methods: "rhg,nope" } }))

@@ -5,7 +5,7 @@
  * a ConvNet-4 with `run` into `OUT/records/<method>`, checkpointing its last state; each record is then
  * evaluated on test episodes (`bilevel evaluate`, with the random-backbone baseline), and the report
  * compares the methods at equal training wall time, with plots of the query loss and the validation
- * accuracy over wall time. Complete records and evaluations are kept, so methods can be run by separate
+ * accuracy over wall time. Complete records and evaluations are kept (unfinished records resumed), so methods can be run by separate
  * invocations into one directory (`--set methods=…`) and the report covers them all; `OUT/notes.md`, where
  * present, is included in the report as it is (runs outside the table, such as another backbone's).
  */

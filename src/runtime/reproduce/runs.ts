@@ -3,9 +3,9 @@
  * experiment's directory, read back as run records for figures and tables.
  */
 import { Effect, FileSystem } from "effect"
-import { InvalidConfig, RunRecordError } from "../../domain/errors.ts"
+import { type Diverged, type HypergradientFailed, InvalidConfig, RunRecordError } from "../../domain/errors.ts"
 import { methods as allMethods } from "../../solvers/methods.ts"
-import { run } from "../run.ts"
+import { resume, run, type RunResult } from "../run.ts"
 import * as RunRecord from "../RunRecord.ts"
 import type { ExperimentOptions } from "./Experiment.ts"
 
@@ -70,15 +70,24 @@ export const runAll = Effect.fnUntraced(function*(specs: ReadonlyArray<RunSpec>,
 
 /**
  * Runs the specs without a complete record, one after another, for experiments whose methods may be run
- * by separate invocations (in parallel, or across sessions): a complete record is kept unless
- * `overwrite`, an unfinished one is refused with how to continue it, and the command line is appended to
- * the experiment's `commands.txt`. A run that diverges or whose hypergradient fails keeps its record.
+ * by separate invocations (in parallel, or across sessions): a complete record is kept and an unfinished
+ * one (a killed or stopped run) resumed from its checkpoint, unless `overwrite`; a failed one, or one whose
+ * settings are not the spec's, is refused saying what to do. The command line is appended to the
+ * experiment's `commands.txt`. A run that diverges or whose hypergradient fails keeps its record.
  */
 export const runMissing = Effect.fnUntraced(function*(
   specs: ReadonlyArray<RunSpec>,
   options: Options & Pick<ExperimentOptions<unknown>, "command">
 ) {
   const fs = yield* FileSystem.FileSystem
+  const report = (spec: RunSpec, result: RunResult | Diverged | HypergradientFailed) =>
+    options.progress(
+      `${spec.label}: ${
+        "_tag" in result
+          ? `${result._tag} (see its record)`
+          : `${result.outerSteps} outer steps${result.resumedFrom === undefined ? "" : ` (resumed from step ${result.resumedFrom})`} in ${(result.wallMs / 1000).toFixed(0)} s`
+      }`
+    )
   for (const spec of specs) {
     const dir = `${options.out}/${spec.dir}`
     if (yield* fs.exists(dir)) {
@@ -88,9 +97,16 @@ export const runMissing = Effect.fnUntraced(function*(
         continue
       }
       if (!options.overwrite) {
-        return yield* new InvalidConfig({
-          message: `${dir} holds an unfinished or failed run: \`bilevel resume ${dir}\` continues it; --overwrite (or removing it) runs ${spec.label} again.`
-        })
+        const differing = Object.keys(spec.settings).filter((k) => JSON.stringify(existing.info.config[k]) !== JSON.stringify(spec.settings[k]))
+        if (existing.summary?.status === "failed" || existing.info.method !== spec.method || differing.length > 0) {
+          const why = existing.summary?.status === "failed"
+            ? "holds a failed run"
+            : `holds an unfinished run with other settings (${differing.join(", ") || "method"})`
+          return yield* new InvalidConfig({ message: `${dir} ${why}: --overwrite (or removing it) runs ${spec.label} again.` })
+        }
+        yield* options.progress(`${spec.label}: unfinished record in ${dir} (${existing.steps.length} steps), resuming it`)
+        yield* report(spec, yield* resume({ dir }).pipe(Effect.catchTag(["Diverged", "HypergradientFailed"], (e) => Effect.succeed(e))))
+        continue
       }
       yield* fs.remove(dir, { recursive: true })
     }
@@ -103,9 +119,7 @@ export const runMissing = Effect.fnUntraced(function*(
       label: spec.label,
       checkpointEvery: spec.checkpointEvery
     }).pipe(Effect.catchTag(["Diverged", "HypergradientFailed"], (e) => Effect.succeed(e)))
-    yield* options.progress(
-      `${spec.label}: ${"_tag" in result ? `${result._tag} (see its record)` : `${result.outerSteps} outer steps in ${(result.wallMs / 1000).toFixed(0)} s`}`
-    )
+    yield* report(spec, result)
   }
   yield* fs.writeFileString(`${options.out}/commands.txt`, `${options.command}  # ${new Date().toISOString()}\n`, { flag: "a" })
 })

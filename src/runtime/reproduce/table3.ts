@@ -11,8 +11,9 @@
  * settings, backend, wall times, seeds, commands and versions; under the table, `OUT/notes.md`, the
  * analysis written by hand of why each row is where it is) and a plot of test accuracy and cleaning
  * F1 over outer steps (`OUT/accuracy-f1.svg`, `.png`). A method whose record is already complete is not run
- * again (unless `--overwrite`), so methods can be run by separate invocations — in parallel, with
- * different outer steps — into one directory, and the report covers all of them.
+ * again and an unfinished one is resumed from its checkpoint (unless `--overwrite`), so methods can be run by
+ * separate invocations — in parallel, with different outer steps, across sessions — into one directory, and
+ * the report covers all of them.
  */
 import { Effect, FileSystem, Schema } from "effect"
 import * as os from "node:os"
