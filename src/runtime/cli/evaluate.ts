@@ -36,8 +36,12 @@ export const evaluateCommand = Command.make("evaluate", {
     )
   })).pipe(
     Command.withDescription(
-      "Evaluate a run's last checkpoint on its task's held-out data (few-shot: accuracy ± 95% CI over test episodes), " +
+      "Evaluate a run's last checkpoint on its task's held-out data (few-shot: accuracy ± 95% CI over test episodes; " +
+        "hyper-cleaning: the net trained to convergence at the learned weights, and the cleaning scores), " +
         "beside the run's initial point; also written to <runDir>/evaluation.json"
     ),
-    Command.withExamples([{ command: "bilevel evaluate runs/fewshot-iaptt-gm-2026-01-01", description: "test-episode accuracy of a trained backbone" }])
+    Command.withExamples([
+      { command: "bilevel evaluate runs/fewshot-iaptt-gm-2026-01-01", description: "test-episode accuracy of a trained backbone" },
+      { command: "bilevel evaluate runs/hyper-cleaning-rhg --baseline=false", description: "converged-training test accuracy at the last checkpoint" }
+    ])
   )
