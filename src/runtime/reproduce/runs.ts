@@ -80,23 +80,18 @@ export const runMissing = Effect.fnUntraced(function*(
   options: Options & Pick<ExperimentOptions<unknown>, "command">
 ) {
   const fs = yield* FileSystem.FileSystem
-  const report = (spec: RunSpec, result: RunResult | Diverged | HypergradientFailed) =>
-    options.progress(
-      `${spec.label}: ${
-        "_tag" in result
-          ? `${result._tag} (see its record)`
-          : `${result.outerSteps} outer steps${result.resumedFrom === undefined ? "" : ` (resumed from step ${result.resumedFrom})`} in ${(result.wallMs / 1000).toFixed(0)} s`
-      }`
-    )
   for (const spec of specs) {
     const dir = `${options.out}/${spec.dir}`
+    let unfinished = false
     if (yield* fs.exists(dir)) {
       const existing = yield* RunRecord.read(dir)
       if (!options.overwrite && existing.summary?.status === "completed") {
         yield* options.progress(`${spec.label}: complete record in ${dir}, not run again (--overwrite replaces it)`)
         continue
       }
-      if (!options.overwrite) {
+      if (options.overwrite) {
+        yield* fs.remove(dir, { recursive: true })
+      } else {
         const differing = Object.keys(spec.settings).filter((k) => JSON.stringify(existing.info.config[k]) !== JSON.stringify(spec.settings[k]))
         if (existing.summary?.status === "failed" || existing.info.method !== spec.method || differing.length > 0) {
           const why = existing.summary?.status === "failed"
@@ -105,12 +100,10 @@ export const runMissing = Effect.fnUntraced(function*(
           return yield* new InvalidConfig({ message: `${dir} ${why}: --overwrite (or removing it) runs ${spec.label} again.` })
         }
         yield* options.progress(`${spec.label}: unfinished record in ${dir} (${existing.steps.length} steps), resuming it`)
-        yield* report(spec, yield* resume({ dir }).pipe(Effect.catchTag(["Diverged", "HypergradientFailed"], (e) => Effect.succeed(e))))
-        continue
+        unfinished = true
       }
-      yield* fs.remove(dir, { recursive: true })
     }
-    const result = yield* run({
+    const result: RunResult | Diverged | HypergradientFailed = yield* (unfinished ? resume({ dir }) : run({
       task: spec.task,
       method: spec.method,
       seed: spec.seed,
@@ -118,8 +111,14 @@ export const runMissing = Effect.fnUntraced(function*(
       out: dir,
       label: spec.label,
       checkpointEvery: spec.checkpointEvery
-    }).pipe(Effect.catchTag(["Diverged", "HypergradientFailed"], (e) => Effect.succeed(e)))
-    yield* report(spec, result)
+    })).pipe(Effect.catchTag(["Diverged", "HypergradientFailed"], (e) => Effect.succeed(e)))
+    yield* options.progress(
+      `${spec.label}: ${
+        "_tag" in result
+          ? `${result._tag} (see its record)`
+          : `${result.outerSteps} outer steps${result.resumedFrom === undefined ? "" : ` (resumed from step ${result.resumedFrom})`} in ${(result.wallMs / 1000).toFixed(0)} s`
+      }`
+    )
   }
   yield* fs.writeFileString(`${options.out}/commands.txt`, `${options.command}  # ${new Date().toISOString()}\n`, { flag: "a" })
 })
