@@ -5,7 +5,7 @@
  * evaluation are separate programs, so a long run can be evaluated while it goes on, or again later.
  * The result is also written to `<runDir>/evaluation.json`.
  */
-import { Effect, FileSystem } from "effect"
+import { Effect, FileSystem, Schema } from "effect"
 import { RunRecordError } from "../domain/errors.ts"
 import { Rng } from "../domain/Rng.ts"
 import { tensorScope } from "../domain/tensors.ts"
@@ -27,6 +27,28 @@ export interface Evaluation {
   readonly initial?: Record<string, number>
   readonly wallMs: number
 }
+
+const Evaluated = Schema.Struct({
+  dir: Schema.String,
+  task: Schema.String,
+  method: Schema.String,
+  step: Schema.Number,
+  trained: Schema.Record(Schema.String, Schema.Number),
+  initial: Schema.optionalKey(Schema.Record(Schema.String, Schema.Number)),
+  wallMs: Schema.Number
+})
+
+/** The evaluation written beside the run in `dir`; none when there is none, a `RunRecordError` when it cannot be read. */
+export const readEvaluation = Effect.fnUntraced(function*(dir: string) {
+  const fs = yield* FileSystem.FileSystem
+  const file = `${dir}/${evaluationFile}`
+  if (!(yield* fs.exists(file).pipe(Effect.orElseSucceed(() => false)))) return undefined
+  const evaluation: Evaluation = yield* fs.readFileString(file).pipe(
+    Effect.flatMap(Schema.decodeUnknownEffect(Schema.fromJsonString(Evaluated))),
+    Effect.mapError((e) => new RunRecordError({ path: file, problem: `cannot be read (${e.message}): run \`bilevel evaluate ${dir}\` again` }))
+  )
+  return evaluation
+})
 
 /**
  * Evaluates the run in `dir` at its last checkpoint and, unless `baseline` is false (runs of one seed

@@ -12,7 +12,7 @@
 import { Effect, FileSystem, Schema } from "effect"
 import { InvalidConfig } from "../../domain/errors.ts"
 import { choice, count, natural } from "../../domain/settings.ts"
-import { type Evaluation, evaluate, evaluationFile } from "../evaluate.ts"
+import { evaluate, readEvaluation } from "../evaluate.ts"
 import { chosenMethods, type RunSpec, runMissing } from "./runs.ts"
 import * as RunRecord from "../RunRecord.ts"
 import { define, type ExperimentOptions } from "./Experiment.ts"
@@ -67,10 +67,7 @@ const specsOf = (options: ExperimentOptions<FewShotExperimentSettings>, chosen: 
 
 /** A record's evaluation: the one written beside it, or a new one (with the baseline when `baseline`). */
 const evaluationOf = Effect.fnUntraced(function*(dir: string, baseline: boolean) {
-  const fs = yield* FileSystem.FileSystem
-  const path = `${dir}/${evaluationFile}`
-  if (yield* fs.exists(path)) return JSON.parse(yield* fs.readFileString(path)) as Evaluation
-  return yield* evaluate(dir, { baseline })
+  return (yield* readEvaluation(dir)) ?? (yield* evaluate(dir, { baseline }))
 })
 
 const percent = (mean: number | undefined, ci?: number | undefined) =>

@@ -17,10 +17,10 @@
  */
 import { Effect, FileSystem, Schema } from "effect"
 import * as os from "node:os"
-import { InvalidConfig, RunRecordError } from "../../domain/errors.ts"
+import { InvalidConfig } from "../../domain/errors.ts"
 import { choice, count, natural } from "../../domain/settings.ts"
 import { hyperCleaning } from "../../tasks/hyperCleaning.ts"
-import { evaluationFile } from "../evaluate.ts"
+import { type Evaluation, readEvaluation } from "../evaluate.ts"
 import { writePlot } from "../plot.ts"
 import { readNotes } from "./report.ts"
 import { define, type ExperimentOptions } from "./Experiment.ts"
@@ -273,21 +273,13 @@ export const table3Report = (
 }
 
 /** A record, with its `bilevel evaluate` result when it has one (the converged measure of a run recorded without it). */
-type Table3Run = RunRecord.RunRecord & { readonly evaluation?: { readonly step: number; readonly trained: Record<string, number> } }
-
-const Evaluated = Schema.Struct({ step: Schema.Number, trained: Schema.Record(Schema.String, Schema.Number) })
+type Table3Run = RunRecord.RunRecord & { readonly evaluation?: Evaluation }
 
 const readRun = (dir: string) =>
   Effect.gen(function*() {
-    const fs = yield* FileSystem.FileSystem
     const record = yield* RunRecord.read(dir)
-    const file = `${dir}/${evaluationFile}`
-    if (!(yield* fs.exists(file).pipe(Effect.orElseSucceed(() => false)))) return record
-    const evaluation = yield* fs.readFileString(file).pipe(
-      Effect.flatMap(Schema.decodeUnknownEffect(Schema.fromJsonString(Evaluated))),
-      Effect.mapError((e) => new RunRecordError({ path: file, problem: `cannot be read (${e.message}): run \`bilevel evaluate ${dir}\` again` }))
-    )
-    return { ...record, evaluation }
+    const evaluation = yield* readEvaluation(dir)
+    return evaluation === undefined ? record : { ...record, evaluation }
   })
 
 /** Reads every record in `OUT/records`, writes the plot and the report. */
