@@ -1,9 +1,9 @@
 /**
  * Hand-written VJPs of LL steps (Dynamics.vjp, from a problem's closed-form Hessian-vector product)
  * against autodiff of the same step, element by element and through whole hypergradients, with the
- * residuals the forward steps kept (Dynamics.linearizedStep) reaching the reverse steps; and the
- * hyper-cleaning task's closed-form Hessian-vector products (linear and MLP nets) against autodiff
- * of its closed-form ∇_y f.
+ * residuals the forward steps kept (Dynamics.linearizedStep) reaching the reverse steps; BDA's, from
+ * the products of both objectives; and the hyper-cleaning task's closed-form Hessian-vector products
+ * (linear and MLP nets) against autodiff of its closed-form ∇_y f and ∇_y F.
  */
 import { NodeServices } from "@effect/platform-node"
 import { afterAll, assert, layer } from "@effect/vitest"
@@ -12,10 +12,10 @@ import { Effect, Layer, Schema } from "effect"
 import { rmSync } from "node:fs"
 import { writeSyntheticTrainingFile } from "../bench/syntheticData.ts"
 import { make as makeRng, Rng } from "../src/domain/Rng.ts"
-import { bda, type Dynamics, fista, gradientDescent, nesterovMomentum } from "../src/dynamics/Dynamics.ts"
+import { bda, fista, gradientDescent, nesterovMomentum } from "../src/dynamics/Dynamics.ts"
 import * as Backend from "../src/runtime/Backend.ts"
 import * as Solver from "../src/solvers/Solver.ts"
-import { iaGmA, iapttGm, rhg } from "../src/solvers/methods.ts"
+import { bdaMethod, iaGmA, iapttGm, rhg } from "../src/solvers/methods.ts"
 import { stepVjp } from "../src/solvers/reverse.ts"
 import { hyperCleaning } from "../src/tasks/hyperCleaning.ts"
 import * as Classifier from "../src/tasks/hyperCleaning/classifier.ts"
@@ -98,14 +98,50 @@ for (const backend of ["cpu", "wasm"] as const) {
         assert.isAbove(relativeError(vectorValue(wrong.gradX), vectorValue(right.gradX)), 1e-3)
       }))
 
+    it.effect("BDA: the closed-form VJP from both objectives' products equals autodiff, per step and through the hypergradient", () =>
+      Effect.gen(function*() {
+        const { autodiff, problem, x0, y0 } = smoothProblem({ dimX: 3, dimY: 8 })
+        // F coupled to x (F + ⟨Ex, y⟩), so that the x part of the upper product is not zero.
+        const rng = makeRng(5)
+        const e = tf.tensor2d(rng.array(8 * 3, rng.normal), [8, 3])
+        const ex = (x: tf.Tensor) => tf.reshape(tf.matMul(e, tf.reshape(x, [3, 1])), [8])
+        const upper = (x: tf.Tensor, y: tf.Tensor) => tf.add(autodiff.upper(x, y), tf.sum(tf.mul(ex(x), y)))
+        const slowProblem = { ...autodiff, upper }
+        const fastProblem = {
+          ...problem,
+          upper,
+          upperGradient: (x: tf.Tensor, y: tf.Tensor) => tf.add(problem.upperGradient!(x, y), ex(x)),
+          upperHessianVectorProduct: (x: tf.Tensor, y: tf.Tensor, v: tf.Tensor) => {
+            const product = problem.upperHessianVectorProduct!(x, y, v)
+            return { y: product.y, x: tf.add(product.x, tf.reshape(tf.matMul(tf.transpose(e), tf.reshape(v, [8, 1])), [3])) }
+          }
+        }
+        const dynamics = bda({ mu0: 0.5, upperLr: 0.2, lowerLr: 0.3 })
+        const random = () => tf.tensor1d(rng.array(8, rng.normal))
+        for (const k of [0, 3]) {
+          const [state, cotangent] = [[random()], [random()]]
+          const fast = dynamics.vjp!(fastProblem)!(x0, state, k, cotangent)
+          const slow = stepVjp(dynamics, slowProblem)(x0, state, k, cotangent)
+          assert.isBelow(relativeError(vectorValue(fast.x), vectorValue(slow.x)), 1e-5, `step ${k}: x`)
+          assert.isBelow(relativeError(vectorValue(fast.state[0]!), vectorValue(slow.state[0]!)), 1e-5, `step ${k}: y`)
+        }
+        const solver = Solver.make(dynamics).pipe(Solver.take(20))
+        const fast = yield* Solver.solve(solver, fastProblem, x0, y0)
+        const slow = yield* Solver.solve(solver, slowProblem, x0, y0)
+        assert.isBelow(relativeError(vectorValue(fast.gradX), vectorValue(slow.gradX)), 1e-5)
+        // Without F's product (or f's) BDA has no closed form.
+        const { upperHessianVectorProduct: _, ...noUpperProduct } = problem
+        assert.isUndefined(dynamics.vjp?.(noUpperProduct))
+        assert.isUndefined(dynamics.vjp?.({ ...autodiff, upperHessianVectorProduct: fastProblem.upperHessianVectorProduct }))
+      }))
+
     it.effect("used only where it is exact: no hook, a projection onto Y, or other dynamics fall back to autodiff", () =>
       Effect.sync(() => {
         const { autodiff, problem } = smoothProblem({ dimX: 2, dimY: 2 })
         assert.isDefined(gd.vjp?.(problem))
         assert.isUndefined(gd.vjp?.(autodiff))
         assert.isUndefined(gd.vjp?.({ ...problem, projectY: (y) => tf.clipByValue(y, -1, 1) }))
-        const others: ReadonlyArray<Dynamics> = [fista({ lr: 0.1 }), bda({ mu0: 0.5, upperLr: 0.1, lowerLr: 0.1 })]
-        for (const dynamics of others) assert.isUndefined(dynamics.vjp?.(problem), dynamics.name)
+        assert.isUndefined(fista({ lr: 0.1 }).vjp?.(problem))
       }))
 
     it.effect("hyper-cleaning: closed-form Hessian-vector products equal autodiff of ∇_y f, both nets, with or without the gradient's residuals", () =>
@@ -127,10 +163,17 @@ for (const backend of ["cpu", "wasm"] as const) {
             assert.isBelow(relativeError(vectorValue(fast.x), vectorValue(slowX!)), 1e-5, `${what}: x`)
             assert.isBelow(relativeError(vectorValue(fast.y), vectorValue(slowY!)), 1e-5, `${what}: y`)
           }
+          // The unweighted loss (F): its gradient against autodiff of the loss, its product against autodiff of that gradient.
+          const meanLoss = (yy: tf.Tensor) => tf.mean(Classifier.crossEntropies(net, data, labels, yy))
+          const gradient2 = Classifier.meanLossGradient(net, data, labels, y)
+          assert.isBelow(relativeError(vectorValue(gradient2), vectorValue(tf.grad(meanLoss)(y))), 1e-5, `${net.kind}: ∇F`)
+          const [slowUpper] = vjp((yy) => [Classifier.meanLossGradient(net, data, labels, yy!)], [y], [v])
+          const fastUpper = Classifier.meanLossHessianVectorProduct(net, data, labels, y, v)
+          assert.isBelow(relativeError(vectorValue(fastUpper), vectorValue(slowUpper!)), 1e-5, `${net.kind}: ∇²F·v`)
         }
       }))
 
-    it.effect("hyper-cleaning: RHG, IAPTT-GM and IA-GM(A) hypergradients with the closed form match autodiff", () =>
+    it.effect("hyper-cleaning: RHG, IAPTT-GM, IA-GM(A) and BDA hypergradients with the closed forms match autodiff", () =>
       Effect.gen(function*() {
         for (const net of ["linear", "mlp"]) {
           const settings = yield* Schema.decodeUnknownEffect(hyperCleaning.settings)({
@@ -144,9 +187,11 @@ for (const backend of ["cpu", "wasm"] as const) {
             innerLr: 0.5
           })
           const instance = yield* hyperCleaning.make(settings)
-          const { lowerHessianVectorProduct, ...autodiff } = instance.problem
+          const { lowerHessianVectorProduct, upperGradient, upperHessianVectorProduct, ...autodiff } = instance.problem
           assert.isDefined(lowerHessianVectorProduct)
-          for (const method of [rhg, iapttGm, iaGmA]) {
+          assert.isDefined(upperGradient)
+          assert.isDefined(upperHessianVectorProduct)
+          for (const method of [rhg, iapttGm, iaGmA, bdaMethod]) {
             const solver = method.build(settings, Schema.decodeUnknownSync(method.settings)({ acceleration: "nesterov" }))
             const fast = yield* Solver.solve(solver, instance.problem, instance.x0, instance.y0)
             const slow = yield* Solver.solve(solver, autodiff, instance.x0, instance.y0)

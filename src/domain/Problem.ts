@@ -56,6 +56,18 @@ export interface BilevelProblem {
    * computed without.
    */
   readonly lowerLinearization?: (x: Vector, y: Vector) => { readonly gradient: Vector; readonly residuals: Residuals }
+  /**
+   * ∇_y F in closed form, where a model has a cheap one: used instead of autodiff by the LL
+   * dynamics that step along it (BDA). Twice-differentiable ops only, and a test must show it
+   * equals autodiff.
+   */
+  readonly upperGradient?: (x: Vector, y: Vector) => Vector
+  /**
+   * `lowerHessianVectorProduct` for F: ∂/∂y and ∂/∂x of ⟨∇_y F(x, y), v⟩ in closed form. With it and
+   * f's, BDA's aggregated step has a hand-written VJP too. A test must show it equals autodiff of
+   * ∇_y F.
+   */
+  readonly upperHessianVectorProduct?: (x: Vector, y: Vector, v: Vector) => { readonly x: Vector; readonly y: Vector }
   /** Proj_X, the projection onto the UL feasible set; identity when absent. */
   readonly projectX?: (x: Vector) => Vector
   /** Proj_Y, the projection onto the LL feasible set; identity when absent. */

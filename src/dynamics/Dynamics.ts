@@ -67,9 +67,9 @@ export type Direction = (problem: BilevelProblem, x: Vector, y: Vector, k: numbe
 export const lowerGradient: Direction = (problem, x, y) =>
   problem.lowerGradient ? problem.lowerGradient(x, y) : tf.grad((v: Vector) => problem.lower(x, v))(y)
 
-/** ∇_y F(x, y). */
+/** ∇_y F(x, y): the problem's closed form when it has one, autodiff otherwise. */
 export const upperGradientY: Direction = (problem, x, y) =>
-  tf.grad((v: Vector) => problem.upper(x, v))(y) as Vector
+  problem.upperGradient ? problem.upperGradient(x, y) : tf.grad((v: Vector) => problem.upper(x, v))(y) as Vector
 
 const projectY = (problem: BilevelProblem) => problem.projectY ?? identity
 
@@ -205,20 +205,39 @@ export const bdaDirection = (options: {
   readonly lowerLr: number
 }): Direction =>
 (problem, x, y, k) => {
+  const [upperRate, lowerRate] = bdaRates(options, k)
+  return tf.add(tf.mul(upperRate, upperGradientY(problem, x, y, k)), tf.mul(lowerRate, lowerGradient(problem, x, y, k)))
+}
+
+/** Step k's weights [μ_k s_u, (1 − μ_k) s_l] of ∇_y F and ∇_y f. */
+const bdaRates = (options: { readonly mu0: number; readonly upperLr: number; readonly lowerLr: number }, k: number) => {
   const mu = options.mu0 / (k + 1)
-  return tf.add(
-    tf.mul(mu * options.upperLr, upperGradientY(problem, x, y, k)),
-    tf.mul((1 - mu) * options.lowerLr, lowerGradient(problem, x, y, k))
-  )
+  return [mu * options.upperLr, (1 - mu) * options.lowerLr] as const
 }
 
 /** BDA aggregation dynamics. */
-export const bda = (options: { readonly mu0: number; readonly upperLr: number; readonly lowerLr: number }): Dynamics =>
-  fromUpdate({
+export const bda = (options: { readonly mu0: number; readonly upperLr: number; readonly lowerLr: number }): Dynamics => ({
+  ...fromUpdate({
     name: `bda(μ0=${options.mu0}, su=${options.upperLr}, sl=${options.lowerLr})`,
     initAux: () => [],
     update: (g, y) => [tf.sub(y, g), []]
-  }, bdaDirection(options))
+  }, bdaDirection(options)),
+  // y' = y − a_u ∇_y F − a_l ∇_y f with a_u = μ_k s_u, a_l = (1 − μ_k) s_l: ā_y = a − a_u ∇²_yy F·a −
+  // a_l ∇²_yy f·a, ā_x = −a_u ∇²_xy F·a − a_l ∇²_xy f·a, from both closed-form products.
+  vjp: (problem) => {
+    const lowerHvp = closedFormHvp(problem)
+    const upperHvp = problem.upperHessianVectorProduct
+    return lowerHvp && upperHvp && ((x, [y], k, [a]) => {
+      const [upperRate, lowerRate] = bdaRates(options, k)
+      const upper = upperHvp(x, y!, a!)
+      const lower = lowerHvp(x, y!, a!)
+      return {
+        x: tf.neg(tf.add(tf.mul(upperRate, upper.x), tf.mul(lowerRate, lower.x))),
+        state: [tf.sub(a!, tf.add(tf.mul(upperRate, upper.y), tf.mul(lowerRate, lower.y)))]
+      }
+    })
+  }
+})
 
 /**
  * The same dynamics with step k taken as step `offset` + k of a longer run: its step sizes and other

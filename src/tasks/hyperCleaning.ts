@@ -136,9 +136,9 @@ interface Split {
 
 /**
  * The bilevel problem on training rows `train` (their weights x_i picked by `weights`, with `spread`
- * mapping a cotangent of those weights back onto x) and validation rows `validation`, with ∇_y f and
- * its Hessian-vector products in closed form; a gradient step keeps its class probabilities and Aᵀ G
- * for the reverse pass's product at the same point.
+ * mapping a cotangent of those weights back onto x) and validation rows `validation`, with ∇_y f,
+ * ∇_y F and their Hessian-vector products in closed form; a gradient step keeps its class
+ * probabilities and Aᵀ G for the reverse pass's product at the same point.
  */
 const problemOn = (
   net: Classifier.Classifier,
@@ -154,7 +154,13 @@ const problemOn = (
   lowerHessianVectorProduct: (x, y, v, residuals) => {
     const product = Classifier.weightedLossHessianVectorProduct(net, train.data, train.labels, weights(x), y, v, residuals)
     return { x: spread(product.x), y: product.y }
-  }
+  },
+  upperGradient: (_x, y) => Classifier.meanLossGradient(net, validation.data, validation.labels, y),
+  // F does not depend on x: ∇²_xy F = 0.
+  upperHessianVectorProduct: (x, y, v) => ({
+    x: tf.zerosLike(x),
+    y: Classifier.meanLossHessianVectorProduct(net, validation.data, validation.labels, y, v)
+  })
 })
 
 /** `size` of `n` rows drawn without replacement, or all of them when size is 0. */

@@ -6,7 +6,8 @@
  *     F(x, y) = −‖y − c‖² + λ‖x‖²     with c the 9th GD iterate (step 0.3) from y_0 = 0 at x_0, so that
  *                                     F peaks there along that trajectory (an interior PTT index)
  *
- * so that ∇²_yy f · v = (a − s sin(y)) ⊙ v and ∇²_xy f · v = −Bᵀ v; its linearization keeps sin(y).
+ * so that ∇²_yy f · v = (a − s sin(y)) ⊙ v and ∇²_xy f · v = −Bᵀ v; its linearization keeps sin(y);
+ * ∇_y F = −2(y − c), ∇²_yy F · v = −2v, ∇²_xy F = 0.
  */
 import * as tf from "@tensorflow/tfjs-core"
 import type { BilevelProblem, Vector } from "../../src/domain/Problem.ts"
@@ -14,7 +15,7 @@ import { make as makeRng } from "../../src/domain/Rng.ts"
 
 export interface SmoothProblem {
   readonly problem: BilevelProblem
-  /** The same problem without `lowerHessianVectorProduct` and `lowerLinearization` (reverse mode falls back to autodiff). */
+  /** The same problem without its closed-form products, linearization and ∇_y F (reverse mode falls back to autodiff). */
   readonly autodiff: BilevelProblem
   readonly x0: Vector
   readonly y0: Vector
@@ -50,7 +51,9 @@ export const smoothProblem = (options: { readonly dimX: number; readonly dimY: n
       lowerHessianVectorProduct: (_x, y, v, residuals) => ({
         y: tf.mul(tf.sub(a, tf.mul(s, residuals?.[0] ?? tf.sin(y))), v),
         x: tf.neg(tf.reshape(tf.matMul(bT, tf.reshape(v, [dimY, 1])), [dimX]))
-      })
+      }),
+      upperGradient: (_x, y) => tf.mul(-2, tf.sub(y, c)),
+      upperHessianVectorProduct: (x, _y, v) => ({ y: tf.mul(-2, v), x: tf.zerosLike(x) })
     },
     x0,
     y0: tf.zeros([dimY])

@@ -253,13 +253,7 @@ export const weightedLossLinearization = (
   oneHot: tf.Tensor,
   x: Vector,
   y: Vector
-): { readonly gradient: Vector; readonly residuals: Residuals } => {
-  const rowWeights = tf.reshape(tf.div(tf.sigmoid(x), data.rows), [data.rows, 1])
-  const p = tf.softmax(net.logits(data, y))
-  const g = tf.mul(tf.sub(p, oneHot), rowWeights) as tf.Tensor2D
-  const { dataGradient, gradient } = net.backward(data, y, g)
-  return { gradient, residuals: [p, dataGradient] }
-}
+): { readonly gradient: Vector; readonly residuals: Residuals } => linearization(net, data, oneHot, sigmoidRows(data, x), y)
 
 /** ∇_y f in closed form (differentiable: hypergradients by autodiff differentiate it). */
 export const weightedLossGradient = (net: Classifier, data: DataMatrix, oneHot: tf.Tensor, x: Vector, y: Vector): Vector =>
@@ -287,22 +281,59 @@ export const weightedLossHessianVectorProduct = (
   v: Vector,
   residuals?: Residuals
 ): { readonly x: Vector; readonly y: Vector } => {
-  const [p, dataGradient] = (residuals ?? weightedLossLinearization(net, data, oneHot, x, y).residuals) as readonly [
+  const rowWeights = sigmoidRows(data, x)
+  const atY = residuals ?? linearization(net, data, oneHot, rowWeights, y).residuals
+  const p = atY[0]!
+  const tangent = net.tangent(data, y, v)
+  const weights = tf.sigmoid(x)
+  const sigmoidPrime = tf.div(tf.mul(weights, tf.sub(1, weights)), data.rows)
+  return {
+    x: tf.mul(tf.sum(tf.mul(tf.sub(p, oneHot), tangent), 1), sigmoidPrime),
+    y: hessianVectorProduct(net, data, oneHot, rowWeights, y, v, tangent, atY)
+  }
+}
+
+/** F(y) = mean_i CE_i, the unweighted loss (the validation loss): its gradient in closed form. */
+export const meanLossGradient = (net: Classifier, data: DataMatrix, oneHot: tf.Tensor, y: Vector): Vector =>
+  linearization(net, data, oneHot, uniformRows(data), y).gradient
+
+/** ∇²_yy F · v for the unweighted loss, in closed form (as {@link weightedLossHessianVectorProduct}, r = 1/n). */
+export const meanLossHessianVectorProduct = (net: Classifier, data: DataMatrix, oneHot: tf.Tensor, y: Vector, v: Vector): Vector =>
+  hessianVectorProduct(net, data, oneHot, uniformRows(data), y, v, net.tangent(data, y, v))
+
+/** Row weights r = σ(x)/n, as a column [n, 1]. */
+const sigmoidRows = (data: DataMatrix, x: Vector) => tf.reshape(tf.div(tf.sigmoid(x), data.rows), [data.rows, 1])
+
+/** Row weights r = 1/n, as a column [n, 1]. */
+const uniformRows = (data: DataMatrix) => tf.fill([data.rows, 1], 1 / data.rows)
+
+/** ∇_y of Σ_i r_i CE_i with its residuals [P, S = AᵀG], G = diag(r)(P − Y). */
+const linearization = (net: Classifier, data: DataMatrix, oneHot: tf.Tensor, rowWeights: tf.Tensor, y: Vector) => {
+  const p = tf.softmax(net.logits(data, y))
+  const g = tf.mul(tf.sub(p, oneHot), rowWeights) as tf.Tensor2D
+  const { dataGradient, gradient } = net.backward(data, y, g)
+  return { gradient, residuals: [p, dataGradient] as Residuals }
+}
+
+/** ∂/∂y of ⟨∇_y Σ_i r_i CE_i, v⟩ with r fixed, given the tangent D = J(y)·v (and the residuals at y, or recomputed). */
+const hessianVectorProduct = (
+  net: Classifier,
+  data: DataMatrix,
+  oneHot: tf.Tensor,
+  rowWeights: tf.Tensor,
+  y: Vector,
+  v: Vector,
+  tangent: tf.Tensor,
+  residuals?: Residuals
+): Vector => {
+  const [p, dataGradient] = (residuals ?? linearization(net, data, oneHot, rowWeights, y).residuals) as readonly [
     tf.Tensor2D,
     tf.Tensor2D
   ]
-  const weights = tf.sigmoid(x)
-  const rowWeights = tf.reshape(tf.div(weights, data.rows), [data.rows, 1])
-  const tangent = net.tangent(data, y, v)
-  const residual = tf.sub(p, oneHot)
   const pd = tf.mul(p, tangent)
   const g2 = tf.mul(tf.sub(pd, tf.mul(p, tf.sum(pd, 1, true))), rowWeights) as tf.Tensor2D
-  const g = tf.mul(residual, rowWeights) as tf.Tensor2D
-  const sigmoidPrime = tf.div(tf.mul(weights, tf.sub(1, weights)), data.rows)
-  return {
-    x: tf.mul(tf.sum(tf.mul(residual, tangent), 1), sigmoidPrime),
-    y: net.hessianBackward(data, y, v, { g, dataGradient }, g2)
-  }
+  const g = tf.mul(tf.sub(p, oneHot), rowWeights) as tf.Tensor2D
+  return net.hessianBackward(data, y, v, { g, dataGradient }, g2)
 }
 
 /** Predicted classes (argmax of the logits) of the net y on data A. */
