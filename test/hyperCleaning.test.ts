@@ -420,6 +420,14 @@ layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer), { timeout: 120_000 
       assert.include(twoSeeds.message, "table3 runs one seed per method")
       const unknownMethod = yield* Effect.flip(table3.run({ ...options, settings: { ...settings, methods: "rhg,nope" } }))
       assert.include(unknownMethod.message, "Unknown method(s) nope")
+      // LS with its negative curvature skipped is a record and row of its own; a failed run's error is printed under the table.
+      yield* table3.run({ ...options, settings: { ...settings, methods: "ls", warmStart: "off", cgIndefinite: "skip" } })
+      const skipped = yield* RunRecord.read(path.join(out, "records", "ls-skip"))
+      assert.strictEqual(skipped.info.config["cgIndefinite"], "skip")
+      const failed = { ...records[0]!, summary: { ...records[0]!.summary!, status: "failed" as const, error: "HypergradientFailed: indefinite" } }
+      const withFailure = table3Report([failed, skipped], { dataset: "fashion-mnist", net: "linear", plot: "p.svg", commands: "" })
+      assert.include(withFailure, "| LS (negative curvature skipped) | 3 |")
+      assert.include(withFailure, "- rhg, after 3 outer steps: HypergradientFailed: indefinite")
       writeFileSync(path.join(out, "records", "rhg", "evaluation.json"), "{ not json")
       const corrupt = yield* Effect.flip(table3.run({ ...options, settings: { ...settings, reportOnly: true } }))
       assert.strictEqual(corrupt._tag, "RunRecordError")

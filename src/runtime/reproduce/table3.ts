@@ -5,7 +5,8 @@
  * (`--set dataset=…`, `net`, `outerSteps`, `methods=a,b,…`, `reportOnly=true`, …).
  *
  * Runs each method with `run` into `OUT/records/<method>` (label = method) — and, with
- * `--set warmStart=also`, each fixed-init method again warm-started into `OUT/records/<method>-warm` —
+ * `--set warmStart=also`, each fixed-init method again warm-started into `OUT/records/<method>-warm`, and
+ * with `--set cgIndefinite=skip`, LS stepping along no negative curvature into `OUT/records/ls-skip` —
  * then writes from every run
  * record found there a Markdown report (`OUT/README.md`: our accuracy and F1 beside the paper's, the
  * settings, backend, wall times, seeds, commands and versions; under the table, `OUT/notes.md`, the
@@ -54,6 +55,11 @@ const Settings = Schema.Struct({
   innerSteps: count(50, "inner steps K"),
   corruption: choice(["different", "any"], "different", "corrupted label: another class (paper) or any class (code)"),
   zOptimizer: choice(["sgd", "nesterov", "adam"], "sgd", "optimizer of z under auxiliary-init"),
+  cgIndefinite: choice(
+    ["fail", "skip"],
+    "fail",
+    "LS where ∇²_yy f is indefinite at y_K: fail (its record says where), or step along no negative curvature, into records/ls-skip"
+  ),
   warmStart: choice(
     ["off", "also"],
     "off",
@@ -91,22 +97,30 @@ const taskSettings = (s: Table3Settings): Record<string, unknown> => ({
   convergedMaxSteps: s.convergedMaxSteps
 })
 
-/** The runs of the chosen methods: each method, and its warm-started twin where asked and possible. */
+/**
+ * The runs of the chosen methods: each method, and its warm-started twin where asked and possible;
+ * LS with its negative curvature skipped is a run of its own (`ls-skip`), beside the one that fails.
+ */
 const runsOf = (chosen: ReadonlyArray<string>, s: Table3Settings) =>
-  chosen.flatMap((method) => [
-    { method, name: method, warm: false },
-    ...(s.warmStart === "also" && !auxiliary.has(method) ? [{ method, name: `${method}-warm`, warm: true }] : [])
-  ])
+  chosen.flatMap((method) => {
+    const skip = method === "ls" && s.cgIndefinite === "skip"
+    const name = skip ? "ls-skip" : method
+    const settings = skip ? { cgIndefinite: "skip" } : {}
+    return [
+      { method, name, settings },
+      ...(s.warmStart === "also" && !auxiliary.has(method) ? [{ method, name: `${name}-warm`, settings: { ...settings, warmStart: true } }] : [])
+    ]
+  })
 
 /** One run per chosen method (and warm twin), recorded in `records/<name>`. */
 const specsOf = (options: ExperimentOptions<Table3Settings>, chosen: ReadonlyArray<string>): ReadonlyArray<RunSpec> =>
-  runsOf(chosen, options.settings).map(({ method, name, warm }) => ({
+  runsOf(chosen, options.settings).map(({ method, name, settings }) => ({
     dir: `records/${name}`,
     label: name,
     task: "hyper-cleaning",
     method,
     seed: options.seeds[0]!,
-    settings: { ...taskSettings(options.settings), ...(warm ? { warmStart: true } : {}) }
+    settings: { ...taskSettings(options.settings), ...settings }
   }))
 
 const percent = (v: unknown) => (typeof v === "number" ? (100 * v).toFixed(2) : "—")
@@ -183,7 +197,9 @@ export const table3Report = (
       : `${signed(ours[0] - theirs[0])} / ${signed(ours[1] - theirs[1])}`
     const steps = r.steps.length
     return [
-      `${paper?.name ?? r.info.method}${r.info.config["warmStart"] === true ? " (warm start)" : ""}`,
+      `${paper?.name ?? r.info.method}${r.info.config["cgIndefinite"] === "skip" ? " (negative curvature skipped)" : ""}${
+        r.info.config["warmStart"] === true ? " (warm start)" : ""
+      }`,
       `${steps}${r.summary?.status === "completed" ? "" : ` (${r.summary?.status ?? "stopped"}, of ${String(r.info.config["outerSteps"])})`}`,
       `${percent(f["testAccuracy"])} / ${percent(f["f1"])}`,
       percent(f["testAccuracyZ"]),
@@ -222,6 +238,7 @@ export const table3Report = (
   const keys = [...new Set(configs.flatMap((c) => Object.keys(c)))]
   const shared = keys.filter((k) => configs.every((c) => JSON.stringify(c[k]) === JSON.stringify(configs[0]![k])))
   const varying = keys.filter((k) => !shared.includes(k))
+  const failed = runs.filter((r) => r.summary?.status === "failed")
   const first = runs[0]
   return [
     `# Table 3 (data hyper-cleaning): ${options.dataset}, ${options.net} net`,
@@ -240,6 +257,12 @@ export const table3Report = (
     "",
     `![test accuracy and F1 over outer steps](${options.plot}) (PNG: ${options.plot.replace(/svg$/, "png")})`,
     "",
+    ...(failed.length === 0 ? [] : [
+      "Failed runs (a result, not a fault of the run: the method's own check stopped it):",
+      "",
+      ...failed.map((r) => `- ${r.info.label}, after ${r.steps.length} outer steps: ${r.summary?.error ?? "no error recorded"}`),
+      ""
+    ]),
     ...(options.notes === undefined ? [] : [options.notes, ""]),
     "## Settings",
     "",
@@ -286,7 +309,7 @@ const readRun = (dir: string) =>
 export const writeTable3Report = Effect.fnUntraced(function*(out: string, settings: Pick<Table3Settings, "dataset" | "net">) {
   const fs = yield* FileSystem.FileSystem
   const names = yield* fs.readDirectory(recordsDir(out)).pipe(Effect.orElseSucceed(() => [] as Array<string>))
-  const order = (m: string) => table3Methods.indexOf(m.replace(/-warm$/, "")) + 1 || 99
+  const order = (m: string) => table3Methods.indexOf(m.replace(/(-skip)?(-warm)?$/, "")) + 1 || 99
   const runs = yield* Effect.forEach(
     [...names].sort((a, b) => order(a) - order(b) || a.localeCompare(b)),
     (name) => readRun(`${recordsDir(out)}/${name}`)
