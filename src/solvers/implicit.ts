@@ -9,7 +9,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
-import type { BilevelProblem, Vector } from "../domain/Problem.ts"
+import type { BilevelProblem, Residuals, Vector } from "../domain/Problem.ts"
 import { type Dynamics, lowerGradient } from "../dynamics/Dynamics.ts"
 import { iterateY, LowerLevel } from "../dynamics/Iterate.ts"
 import type { HypergradientFailed } from "../domain/errors.ts"
@@ -23,25 +23,32 @@ export interface OptimalityCondition {
   readonly residual: (problem: BilevelProblem, x: Vector, y: Vector) => Vector
   /**
    * Aᵀ v and Bᵀ v (the residual's Jacobians in y and x, transposed, along v) in closed form, where the
-   * problem has them (`lowerHessianVectorProduct`): no tape per product. Absent, or undefined for a
-   * problem without the hook: both by autodiff of `residual`.
+   * problem has them (`lowerHessianVectorProduct`): no tape per product, and with `residuals` (the
+   * problem's `lowerLinearization` at (x, y)) no recomputation of the point's intermediates either.
+   * Absent, or undefined for a problem without the hook: both by autodiff of `residual`.
    */
-  readonly transposedJacobians?: (problem: BilevelProblem, x: Vector, y: Vector, v: Vector) => { readonly x: Vector; readonly y: Vector } | undefined
+  readonly transposedJacobians?: (
+    problem: BilevelProblem,
+    x: Vector,
+    y: Vector,
+    v: Vector,
+    residuals?: Residuals
+  ) => { readonly x: Vector; readonly y: Vector } | undefined
 }
 
 /** Stationarity, c = ∇_y f: A = ∇²_yy f (symmetric, so CG applies), B = ∇²_xy f. */
 export const stationarity: OptimalityCondition = {
   name: "∇_y f = 0",
   residual: (problem, x, y) => lowerGradient(problem, x, y, 0),
-  transposedJacobians: (problem, x, y, v) => problem.lowerHessianVectorProduct?.(x, y, v)
+  transposedJacobians: (problem, x, y, v, residuals) => problem.lowerHessianVectorProduct?.(x, y, v, residuals)
 }
 
 /** Fixed point of one gradient step, c = y − Φ(x, y) with Φ = y − α ∇_y f: A = I − ∂_yΦ. */
 export const fixedPoint = (alpha: number): OptimalityCondition => ({
   name: `y = y − ${alpha}∇_y f`,
   residual: (problem, x, y) => tf.mul(alpha, lowerGradient(problem, x, y, 0)),
-  transposedJacobians: (problem, x, y, v) => {
-    const products = problem.lowerHessianVectorProduct?.(x, y, v)
+  transposedJacobians: (problem, x, y, v, residuals) => {
+    const products = problem.lowerHessianVectorProduct?.(x, y, v, residuals)
     return products && { x: tf.mul(alpha, products.x), y: tf.mul(alpha, products.y) }
   }
 })
@@ -71,7 +78,7 @@ export const implicit = (condition: OptimalityCondition, solver: LinearSolver): 
       adjointHypergradient(
         condition,
         iterateY(trajectory.selected),
-        (j) => at("adjoint", solver.draws === "fresh" ? j : 0),
+        solver.draws === "fresh" ? (j) => at("adjoint", j) : at("adjoint", 0),
         (matvec, b) => solver.solve(matvec, b),
         (solution) => solution
       ))
@@ -104,7 +111,7 @@ export const amortized = (
       return adjointHypergradient(
         condition,
         iterateY(iterate),
-        (j) => simultaneous ? at("lower", iterate.k) : at("adjoint", solver.draws === "fresh" ? j : 0),
+        simultaneous ? at("lower", iterate.k) : solver.draws === "fresh" ? (j) => at("adjoint", j) : at("adjoint", 0),
         (matvec, b) => solver.solveFrom(matvec, b, adjoint, outerStep * solver.iterations),
         (solution) => simultaneous ? adjoint ?? tf.zerosLike(solution) : solution
       )
@@ -112,31 +119,35 @@ export const amortized = (
 })
 
 /**
- * ∇_x F − Bᵀ v at (x, y) with Aᵀ v = ∇_y F solved by `solveAdjoint`, product j (and then Bᵀ v) on
- * `problem(j)`, v = `stepWith(solution)`; the solution is returned as the parts' adjoint.
+ * ∇_x F − Bᵀ v at (x, y) with Aᵀ v = ∇_y F solved by `solveAdjoint`, v = `stepWith(solution)`;
+ * the solution is returned as the parts' adjoint. `problem` is the one draw every product is taken
+ * on — drawn once, with its linearization at (x, y) computed once for all of them — or, for fresh
+ * draws, product j's (and then Bᵀ v's) draw. Its tensors are the enclosing solve's (`Solver.solve`
+ * releases them).
  */
 const adjointHypergradient = (
   condition: OptimalityCondition,
   y: Vector,
-  problem: (j: number) => BilevelProblem,
+  problem: BilevelProblem | ((j: number) => BilevelProblem),
   solveAdjoint: LinearSolver["solve"],
   stepWith: (solution: Vector) => Vector
 ): Effect.Effect<HypergradientParts, HypergradientFailed, LowerLevel> =>
   Effect.gen(function*() {
     const { at, meter, x } = yield* LowerLevel
     const [gx, gy] = gradients((xx, yy) => at("upper", 0).upper(xx!, yy!), [x, y])
+    const fixed = typeof problem === "function" ? undefined : problem
+    const residuals = condition.transposedJacobians && fixed?.lowerLinearization?.(x, y).residuals
+    const drawn = (j: number) => fixed ?? (problem as (j: number) => BilevelProblem)(j)
+    const products = (j: number, v: Vector) => condition.transposedJacobians?.(drawn(j), x, y, v, residuals)
     const transposedA = (v: Vector, j: number) => {
-      const av = tf.tidy(() =>
-        condition.transposedJacobians?.(problem(j), x, y, v)?.y ?? vjp((yy) => [condition.residual(problem(j), x, yy!)], [y], [v])[0]!
-      )
+      const av = tf.tidy(() => products(j, v)?.y ?? vjp((yy) => [condition.residual(drawn(j), x, yy!)], [y], [v])[0]!)
       meter.sample()
       return av
     }
     const { matvecs, solution } = yield* solveAdjoint(transposedA, gy!)
     const hypergradient = tf.tidy(() => {
       const v = stepWith(solution)
-      const bv = condition.transposedJacobians?.(problem(matvecs), x, y, v)?.x ??
-        vjp((xx) => [condition.residual(problem(matvecs), xx!, y)], [x], [v])[0]!
+      const bv = products(matvecs, v)?.x ?? vjp((xx) => [condition.residual(drawn(matvecs), xx!, y)], [x], [v])[0]!
       return tf.sub(gx!, bv)
     })
     return { x: hypergradient, y0: tf.zerosLike(y), reverseSteps: 0, hvps: matvecs + 1, adjoint: solution }
