@@ -3,9 +3,9 @@
  * here asserts (the tests do): it measures.
  *
  * - hyper-cleaning: time per hypergradient (`solve`) and per forward LL trajectory (`upperAt`) for
- *   RHG, IAPTT-GM, LS and NS, linear and MLP nets, K = 50; reverse-mode methods both with the task's
- *   closed-form Hessian-vector product (hand-written step VJP) and by autodiff, and how far apart
- *   their hypergradients are.
+ *   RHG, IAPTT-GM, LS and NS (and any other method by `--method`), linear and MLP nets, K = 50; each
+ *   both with the task's closed-form Hessian-vector products (hand-written step VJPs, implicit
+ *   products) and by autodiff, and how far apart their hypergradients are.
  * - checkpointing: plain reverse against `reverse({ checkpointEvery: c })`, time and peak memory.
  * - truncation: the reverse pass of IAPTT-GM (auxiliary init, PTT) at forced k̄ = K/4, K/2, K.
  * - toys: toy-nonconvex, quadratic and toy-llc with their default settings.
@@ -81,9 +81,12 @@ const instanceOf = (task: Task, overrides: Record<string, unknown>) =>
     return { settings, instance }
   })
 
-/** The problem without its closed-form Hessian-vector product: reverse mode then takes step VJPs by autodiff. */
+/**
+ * The problem without its closed-form Hessian-vector products: reverse mode then takes step VJPs,
+ * and implicit strategies their products, by autodiff.
+ */
 export const withoutHvp = (problem: BilevelProblem): BilevelProblem => {
-  const { lowerHessianVectorProduct: _, ...rest } = problem
+  const { lowerHessianVectorProduct: _, upperHessianVectorProduct: _u, ...rest } = problem
   return rest
 }
 
@@ -178,7 +181,8 @@ export const hyperCleaningSuite = (options: Options) =>
         for (const name of options.methods ?? ["rhg", "iaptt-gm", "ls", "ns"]) {
           const method = methodByName(name)
           const solver = method.build(settings, methodSettings(method))
-          const paths = solver.hypergradient.needsPrefix && instance.problem.lowerHessianVectorProduct !== undefined
+          // Reverse-mode steps and implicit products both take the hook where the problem has one.
+          const paths = instance.problem.lowerHessianVectorProduct !== undefined
             ? [["closed-form", instance.problem], ["autodiff", withoutHvp(instance.problem)]] as const
             : [["autodiff", instance.problem]] as const
           const gradients: Array<ReadonlyArray<number>> = []

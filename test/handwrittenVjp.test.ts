@@ -11,6 +11,7 @@ import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Layer, Schema } from "effect"
 import { rmSync } from "node:fs"
 import { writeSyntheticTrainingFile } from "../bench/syntheticData.ts"
+import type { BilevelProblem } from "../src/domain/Problem.ts"
 import { make as makeRng, Rng } from "../src/domain/Rng.ts"
 import { bda, fista, gradientDescent, nesterovMomentum } from "../src/dynamics/Dynamics.ts"
 import * as Backend from "../src/runtime/Backend.ts"
@@ -199,6 +200,24 @@ for (const backend of ["cpu", "wasm"] as const) {
             assert.isBelow(relativeError(vectorValue(fast.gradX), vectorValue(slow.gradX)), 1e-5, `${net} ${method.name}`)
             assert.isBelow(relativeError(vectorValue(fast.gradZ), vectorValue(slow.gradZ)), 1e-5, `${net} ${method.name}`)
           }
+          // BDA's forward steps keep both objectives' linearizations, and every reverse step gets them: products that
+          // refuse to recompute give the same hypergradient, bit for bit.
+          const strict: BilevelProblem = {
+            ...instance.problem,
+            lowerHessianVectorProduct: (x, y, v, residuals) => {
+              if (residuals === undefined) throw new Error("a reverse step got no residuals of f")
+              return lowerHessianVectorProduct!(x, y, v, residuals)
+            },
+            upperHessianVectorProduct: (x, y, v, residuals) => {
+              if (residuals === undefined) throw new Error("a reverse step got no residuals of F")
+              return upperHessianVectorProduct!(x, y, v, residuals)
+            }
+          }
+          const solver = bdaMethod.build(settings, Schema.decodeUnknownSync(bdaMethod.settings)({}))
+          const kept = yield* Solver.solve(solver, strict, instance.x0, instance.y0)
+          const { upperLinearization: _, ...unlinearized } = instance.problem
+          const recomputed = yield* Solver.solve(solver, unlinearized, instance.x0, instance.y0)
+          assert.deepStrictEqual(vectorValue(kept.gradX), vectorValue(recomputed.gradX), `${net} bda`)
         }
       }).pipe(Effect.scoped, Effect.provide(Rng.layer(0))))
   })

@@ -63,11 +63,18 @@ export interface BilevelProblem {
    */
   readonly upperGradient?: (x: Vector, y: Vector) => Vector
   /**
-   * `lowerHessianVectorProduct` for F: ∂/∂y and ∂/∂x of ⟨∇_y F(x, y), v⟩ in closed form. With it and
-   * f's, BDA's aggregated step has a hand-written VJP too. A test must show it equals autodiff of
-   * ∇_y F.
+   * `lowerHessianVectorProduct` for F: ∂/∂y and ∂/∂x of ⟨∇_y F(x, y), v⟩ in closed form, reusing
+   * `upperLinearization`'s residuals where given. With it and f's, BDA's aggregated step has a
+   * hand-written VJP too. A test must show it equals autodiff of ∇_y F.
    */
-  readonly upperHessianVectorProduct?: (x: Vector, y: Vector, v: Vector) => { readonly x: Vector; readonly y: Vector }
+  readonly upperHessianVectorProduct?: (
+    x: Vector,
+    y: Vector,
+    v: Vector,
+    residuals?: Residuals
+  ) => { readonly x: Vector; readonly y: Vector }
+  /** `lowerLinearization` for F: ∇_y F (equal, op for op, to `upperGradient`) and what its product reuses. */
+  readonly upperLinearization?: (x: Vector, y: Vector) => { readonly gradient: Vector; readonly residuals: Residuals }
   /** Proj_X, the projection onto the UL feasible set; identity when absent. */
   readonly projectX?: (x: Vector) => Vector
   /** Proj_Y, the projection onto the LL feasible set; identity when absent. */

@@ -6,9 +6,9 @@
  * hypergradient takes vector-Jacobian products of them.
  */
 import * as tf from "@tensorflow/tfjs-core"
-import type { BilevelProblem, Residuals, Vector } from "../domain/Problem.ts"
+import type { BilevelProblem, Vector } from "../domain/Problem.ts"
 import { identity } from "../domain/tensors.ts"
-import type { State } from "./Iterate.ts"
+import type { State, StepResiduals } from "./Iterate.ts"
 import { type StepSize, stepSizeAt, stepSizeName } from "./schedules.ts"
 
 export interface Dynamics {
@@ -25,7 +25,8 @@ export interface Dynamics {
   readonly vjp?: (problem: BilevelProblem) => StepVjp | undefined
   /**
    * The same step, also returning the residuals its hand-written `vjp` reuses (the problem's
-   * `lowerLinearization` at y_k), where both exist for `problem`; the iterate stream then keeps them.
+   * `lowerLinearization` at y_k, and `upperLinearization` for BDA), where both exist for `problem`;
+   * the iterate stream then keeps them.
    */
   readonly linearizedStep?: (problem: BilevelProblem) => LinearizedStep | undefined
 }
@@ -35,7 +36,7 @@ export type LinearizedStep = (
   x: Vector,
   state: State,
   k: number
-) => { readonly state: State; readonly residuals: Residuals }
+) => { readonly state: State; readonly residuals: StepResiduals }
 
 /**
  * Cotangents of (x, state_k) for ⟨Φ_k(x, state_k), cotangent⟩: one element of the reverse pass.
@@ -46,7 +47,7 @@ export type StepVjp = (
   state: State,
   k: number,
   cotangent: State,
-  residuals?: Residuals
+  residuals?: StepResiduals
 ) => { readonly x: Vector; readonly state: State }
 
 /**
@@ -110,7 +111,7 @@ const linearizedUpdate = (rule: UpdateRule) => (problem: BilevelProblem): Linear
     ? (x, [y, ...aux], k) => {
       const { gradient, residuals } = linearize(x, y!)
       const [next, nextAux] = rule.update(gradient, y!, aux, k)
-      return { state: [next, ...nextAux], residuals }
+      return { state: [next, ...nextAux], residuals: [residuals] }
     }
     : undefined
 }
@@ -133,7 +134,7 @@ export const gradientDescent = (options: { readonly lr: StepSize }): Dynamics =>
     vjp: (problem) => {
       const hvp = closedFormHvp(problem)
       return hvp && ((x, [y], k, [a], residuals) => {
-        const h = hvp(x, y!, a!, residuals)
+        const h = hvp(x, y!, a!, residuals?.[0])
         return { x: tf.mul(-lr(k), h.x), state: [tf.sub(a!, tf.mul(lr(k), h.y))] }
       })
     }
@@ -163,7 +164,7 @@ export const nesterovMomentum = (options: { readonly lr: number; readonly moment
       const { lr, momentum: mu } = options
       return hvp && ((x, [y], _k, [ay, av], residuals) => {
         const w = tf.sub(av!, tf.mul(lr * (1 + mu), ay!))
-        const h = hvp(x, y!, w, residuals)
+        const h = hvp(x, y!, w, residuals?.[0])
         return { x: h.x, state: [tf.add(ay!, h.y), tf.sub(tf.mul(mu, av!), tf.mul(lr * mu * mu, ay!))] }
       })
     }
@@ -215,22 +216,38 @@ const bdaRates = (options: { readonly mu0: number; readonly upperLr: number; rea
   return [mu * options.upperLr, (1 - mu) * options.lowerLr] as const
 }
 
-/** BDA aggregation dynamics. */
+/**
+ * BDA aggregation dynamics. Where the problem has both objectives' closed-form products (and no
+ * projection), its step keeps both linearizations and its VJP is two products at them.
+ */
 export const bda = (options: { readonly mu0: number; readonly upperLr: number; readonly lowerLr: number }): Dynamics => ({
   ...fromUpdate({
     name: `bda(μ0=${options.mu0}, su=${options.upperLr}, sl=${options.lowerLr})`,
     initAux: () => [],
     update: (g, y) => [tf.sub(y, g), []]
   }, bdaDirection(options)),
+  // The step of `fromUpdate` above, op for op, from both linearizations.
+  linearizedStep: (problem) => {
+    const { lowerLinearization, upperLinearization } = problem
+    return lowerLinearization && upperLinearization && closedFormHvp(problem) && problem.upperHessianVectorProduct
+      ? (x, [y], k) => {
+        const [upperRate, lowerRate] = bdaRates(options, k)
+        const lower = lowerLinearization(x, y!)
+        const upper = upperLinearization(x, y!)
+        const direction = tf.add(tf.mul(upperRate, upper.gradient), tf.mul(lowerRate, lower.gradient))
+        return { state: [tf.sub(y!, direction)], residuals: [lower.residuals, upper.residuals] }
+      }
+      : undefined
+  },
   // y' = y − a_u ∇_y F − a_l ∇_y f with a_u = μ_k s_u, a_l = (1 − μ_k) s_l: ā_y = a − a_u ∇²_yy F·a −
   // a_l ∇²_yy f·a, ā_x = −a_u ∇²_xy F·a − a_l ∇²_xy f·a, from both closed-form products.
   vjp: (problem) => {
     const lowerHvp = closedFormHvp(problem)
     const upperHvp = problem.upperHessianVectorProduct
-    return lowerHvp && upperHvp && ((x, [y], k, [a]) => {
+    return lowerHvp && upperHvp && ((x, [y], k, [a], residuals) => {
       const [upperRate, lowerRate] = bdaRates(options, k)
-      const upper = upperHvp(x, y!, a!)
-      const lower = lowerHvp(x, y!, a!)
+      const upper = upperHvp(x, y!, a!, residuals?.[1])
+      const lower = lowerHvp(x, y!, a!, residuals?.[0])
       return {
         x: tf.neg(tf.add(tf.mul(upperRate, upper.x), tf.mul(lowerRate, lower.x))),
         state: [tf.sub(a!, tf.add(tf.mul(upperRate, upper.y), tf.mul(lowerRate, lower.y)))]

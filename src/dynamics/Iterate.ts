@@ -16,16 +16,20 @@ export interface Iterate {
   readonly state: State
   /**
    * What the step that made this iterate kept of its linearization at y_{k−1} (the problem's
-   * `lowerLinearization`), for that step's vector-Jacobian product in the reverse pass.
+   * `lowerLinearization`, and `upperLinearization` for a step along ∇_y F too), for that step's
+   * vector-Jacobian product in the reverse pass.
    */
-  readonly residuals?: Residuals
+  readonly residuals?: StepResiduals
 }
+
+/** A step's residuals: one group per objective it linearized, f's first, then F's where it did (BDA). */
+export type StepResiduals = ReadonlyArray<Residuals>
 
 /** The LL variable y_k of an iterate. */
 export const iterateY = (iterate: Iterate): Vector => iterate.state[0]!
 
 /** Every tensor an iterate holds: its state and its residuals. */
-export const iterateTensors = (iterate: Iterate): ReadonlyArray<Vector> => [...iterate.state, ...(iterate.residuals ?? [])]
+export const iterateTensors = (iterate: Iterate): ReadonlyArray<Vector> => [...iterate.state, ...(iterate.residuals ?? []).flat()]
 
 /** Peak-memory probe and counters of one hypergradient computation. */
 export interface CostMeter {

@@ -156,10 +156,11 @@ const problemOn = (
     return { x: spread(product.x), y: product.y }
   },
   upperGradient: (_x, y) => Classifier.meanLossGradient(net, validation.data, validation.labels, y),
+  upperLinearization: (_x, y) => Classifier.meanLossLinearization(net, validation.data, validation.labels, y),
   // F does not depend on x: ∇²_xy F = 0.
-  upperHessianVectorProduct: (x, y, v) => ({
+  upperHessianVectorProduct: (x, y, v, residuals) => ({
     x: tf.zerosLike(x),
-    y: Classifier.meanLossHessianVectorProduct(net, validation.data, validation.labels, y, v)
+    y: Classifier.meanLossHessianVectorProduct(net, validation.data, validation.labels, y, v, residuals)
   })
 })
 

@@ -293,13 +293,30 @@ export const weightedLossHessianVectorProduct = (
   }
 }
 
-/** F(y) = mean_i CE_i, the unweighted loss (the validation loss): its gradient in closed form. */
-export const meanLossGradient = (net: Classifier, data: DataMatrix, oneHot: tf.Tensor, y: Vector): Vector =>
-  linearization(net, data, oneHot, uniformRows(data), y).gradient
+/** F(y) = mean_i CE_i, the unweighted loss (the validation loss): its gradient in closed form, with residuals [P, S]. */
+export const meanLossLinearization = (
+  net: Classifier,
+  data: DataMatrix,
+  oneHot: tf.Tensor,
+  y: Vector
+): { readonly gradient: Vector; readonly residuals: Residuals } => linearization(net, data, oneHot, uniformRows(data), y)
 
-/** ∇²_yy F · v for the unweighted loss, in closed form (as {@link weightedLossHessianVectorProduct}, r = 1/n). */
-export const meanLossHessianVectorProduct = (net: Classifier, data: DataMatrix, oneHot: tf.Tensor, y: Vector, v: Vector): Vector =>
-  hessianVectorProduct(net, data, oneHot, uniformRows(data), y, v, net.tangent(data, y, v))
+/** ∇_y F for the unweighted loss. */
+export const meanLossGradient = (net: Classifier, data: DataMatrix, oneHot: tf.Tensor, y: Vector): Vector =>
+  meanLossLinearization(net, data, oneHot, y).gradient
+
+/**
+ * ∇²_yy F · v for the unweighted loss, in closed form (as {@link weightedLossHessianVectorProduct}
+ * with r = 1/n), from the residuals of {@link meanLossLinearization} at y where given.
+ */
+export const meanLossHessianVectorProduct = (
+  net: Classifier,
+  data: DataMatrix,
+  oneHot: tf.Tensor,
+  y: Vector,
+  v: Vector,
+  residuals?: Residuals
+): Vector => hessianVectorProduct(net, data, oneHot, uniformRows(data), y, v, net.tangent(data, y, v), residuals)
 
 /** Row weights r = σ(x)/n, as a column [n, 1]. */
 const sigmoidRows = (data: DataMatrix, x: Vector) => tf.reshape(tf.div(tf.sigmoid(x), data.rows), [data.rows, 1])
