@@ -22,6 +22,17 @@ export type Vector = tf.Tensor
 /** Intermediates of ∇_y f at a point, kept for second-order products there (see `lowerLinearization`). */
 export type Residuals = ReadonlyArray<tf.Tensor>
 
+/** ∂/∂x and ∂/∂y of ⟨∇_y h(x, y), v⟩ for an objective h, from its linearization's residuals at (x, y) where given. */
+export type HessianVectorProduct = (
+  x: Vector,
+  y: Vector,
+  v: Vector,
+  residuals?: Residuals
+) => { readonly x: Vector; readonly y: Vector }
+
+/** ∇_y h(x, y) for an objective h, with the residuals its `HessianVectorProduct` at (x, y) reuses. */
+export type Linearization = (x: Vector, y: Vector) => { readonly gradient: Vector; readonly residuals: Residuals }
+
 export interface BilevelProblem {
   /** Upper-level objective F(x, y), e.g. the validation loss. */
   readonly upper: (x: Vector, y: Vector) => tf.Tensor
@@ -42,12 +53,7 @@ export interface BilevelProblem {
    * pass. Only its first derivatives are used: it may use any op. A test must show it equals
    * autodiff of ∇_y f.
    */
-  readonly lowerHessianVectorProduct?: (
-    x: Vector,
-    y: Vector,
-    v: Vector,
-    residuals?: Residuals
-  ) => { readonly x: Vector; readonly y: Vector }
+  readonly lowerHessianVectorProduct?: HessianVectorProduct
   /**
    * ∇_y f(x, y) (equal, op for op, to `lowerGradient`) together with the intermediates a
    * `lowerHessianVectorProduct` at the same (x, y) would otherwise recompute (a model's outputs, its
@@ -55,7 +61,7 @@ export interface BilevelProblem {
    * them back, as JAX's `linearize` keeps its residuals. Given them, the product must equal the one
    * computed without.
    */
-  readonly lowerLinearization?: (x: Vector, y: Vector) => { readonly gradient: Vector; readonly residuals: Residuals }
+  readonly lowerLinearization?: Linearization
   /**
    * ∇_y F in closed form, where a model has a cheap one: used instead of autodiff by the LL
    * dynamics that step along it (BDA). Twice-differentiable ops only, and a test must show it
@@ -67,14 +73,9 @@ export interface BilevelProblem {
    * `upperLinearization`'s residuals where given. With it and f's, BDA's aggregated step has a
    * hand-written VJP too. A test must show it equals autodiff of ∇_y F.
    */
-  readonly upperHessianVectorProduct?: (
-    x: Vector,
-    y: Vector,
-    v: Vector,
-    residuals?: Residuals
-  ) => { readonly x: Vector; readonly y: Vector }
+  readonly upperHessianVectorProduct?: HessianVectorProduct
   /** `lowerLinearization` for F: ∇_y F (equal, op for op, to `upperGradient`) and what its product reuses. */
-  readonly upperLinearization?: (x: Vector, y: Vector) => { readonly gradient: Vector; readonly residuals: Residuals }
+  readonly upperLinearization?: Linearization
   /** Proj_X, the projection onto the UL feasible set; identity when absent. */
   readonly projectX?: (x: Vector) => Vector
   /** Proj_Y, the projection onto the LL feasible set; identity when absent. */
