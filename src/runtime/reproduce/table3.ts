@@ -195,6 +195,7 @@ export const table3Report = (
     const delta = theirs === undefined || ours[0] === undefined || ours[1] === undefined
       ? "—"
       : `${signed(ours[0] - theirs[0])} / ${signed(ours[1] - theirs[1])}`
+    const converged = f["convergedTestAccuracy"]
     const steps = r.steps.length
     return [
       `${paper?.name ?? r.info.method}${r.info.config["cgIndefinite"] === "skip" ? " (negative curvature skipped)" : ""}${
@@ -210,6 +211,7 @@ export const table3Report = (
       `${percent(f["bestTestAccuracy"])} / ${percent(f["bestF1"])}`,
       theirs === undefined ? "—" : `${theirs[0].toFixed(2)} / ${theirs[1].toFixed(2)}`,
       delta,
+      theirs === undefined || typeof converged !== "number" ? "—" : signed(100 * converged - theirs[0]),
       fashion ? "not available here" : paper === undefined ? "—" : `${paper.fashion[0]} / ${paper.fashion[1]}`,
       r.summary === undefined ? "—" : (r.summary.wallMs / 1000).toFixed(0),
       (mean(r.steps.map((s) => s.ms)) / 1000).toFixed(2),
@@ -227,6 +229,7 @@ export const table3Report = (
     "best acc % / best F1 %",
     `paper ${fashion ? "FashionMNIST" : "MNIST"}`,
     "Δ acc / Δ F1 (ours − paper)",
+    "Δ converged acc",
     fashion ? "paper MNIST" : "paper FashionMNIST",
     "wall s",
     "s / outer step",
