@@ -196,31 +196,34 @@ const fistaT = (k: number): number => {
   return fistaTs[k]!
 }
 
+/** BDA's initial aggregation weight μ_0 and the step sizes s_u of ∇_y F and s_l of ∇_y f. */
+export interface BdaOptions {
+  readonly mu0: number
+  readonly upperLr: number
+  readonly lowerLr: number
+}
+
 /**
  * BDA's aggregated direction: μ_k s_u ∇_y F + (1 − μ_k) s_l ∇_y f with μ_k = μ_0 / (k + 1).
  * BDA is plain projected descent (step 1) along it.
  */
-export const bdaDirection = (options: {
-  readonly mu0: number
-  readonly upperLr: number
-  readonly lowerLr: number
-}): Direction =>
-(problem, x, y, k) => {
-  const [upperRate, lowerRate] = bdaRates(options, k)
-  return tf.add(tf.mul(upperRate, upperGradientY(problem, x, y, k)), tf.mul(lowerRate, lowerGradient(problem, x, y, k)))
-}
+export const bdaDirection = (options: BdaOptions): Direction =>
+(problem, x, y, k) => aggregate(options, k, upperGradientY(problem, x, y, k), lowerGradient(problem, x, y, k))
 
-/** Step k's weights [μ_k s_u, (1 − μ_k) s_l] of ∇_y F and ∇_y f. */
-const bdaRates = (options: { readonly mu0: number; readonly upperLr: number; readonly lowerLr: number }, k: number) => {
+/**
+ * Step k's aggregation μ_k s_u u + (1 − μ_k) s_l l of an F-term u and an f-term l: the direction
+ * from the two gradients, and (being linear) its VJP from the two Hessian-vector products.
+ */
+const aggregate = (options: BdaOptions, k: number, upper: Vector, lower: Vector) => {
   const mu = options.mu0 / (k + 1)
-  return [mu * options.upperLr, (1 - mu) * options.lowerLr] as const
+  return tf.add(tf.mul(mu * options.upperLr, upper), tf.mul((1 - mu) * options.lowerLr, lower))
 }
 
 /**
  * BDA aggregation dynamics. Where the problem has both objectives' closed-form products (and no
  * projection), its step keeps both linearizations and its VJP is two products at them.
  */
-export const bda = (options: { readonly mu0: number; readonly upperLr: number; readonly lowerLr: number }): Dynamics => ({
+export const bda = (options: BdaOptions): Dynamics => ({
   ...fromUpdate({
     name: `bda(μ0=${options.mu0}, su=${options.upperLr}, sl=${options.lowerLr})`,
     initAux: () => [],
@@ -231,27 +234,22 @@ export const bda = (options: { readonly mu0: number; readonly upperLr: number; r
     const { lowerLinearization, upperLinearization } = problem
     return lowerLinearization && upperLinearization && closedFormHvp(problem) && problem.upperHessianVectorProduct
       ? (x, [y], k) => {
-        const [upperRate, lowerRate] = bdaRates(options, k)
         const lower = lowerLinearization(x, y!)
         const upper = upperLinearization(x, y!)
-        const direction = tf.add(tf.mul(upperRate, upper.gradient), tf.mul(lowerRate, lower.gradient))
+        const direction = aggregate(options, k, upper.gradient, lower.gradient)
         return { state: [tf.sub(y!, direction)], residuals: [lower.residuals, upper.residuals] }
       }
       : undefined
   },
-  // y' = y − a_u ∇_y F − a_l ∇_y f with a_u = μ_k s_u, a_l = (1 − μ_k) s_l: ā_y = a − a_u ∇²_yy F·a −
-  // a_l ∇²_yy f·a, ā_x = −a_u ∇²_xy F·a − a_l ∇²_xy f·a, from both closed-form products.
+  // y' = y − aggregate(∇_y F, ∇_y f): ā_y = a − aggregate(∇²_yy F·a, ∇²_yy f·a),
+  // ā_x = −aggregate(∇²_xy F·a, ∇²_xy f·a), from both closed-form products.
   vjp: (problem) => {
     const lowerHvp = closedFormHvp(problem)
     const upperHvp = problem.upperHessianVectorProduct
     return lowerHvp && upperHvp && ((x, [y], k, [a], residuals) => {
-      const [upperRate, lowerRate] = bdaRates(options, k)
       const upper = upperHvp(x, y!, a!, residuals?.[1])
       const lower = lowerHvp(x, y!, a!, residuals?.[0])
-      return {
-        x: tf.neg(tf.add(tf.mul(upperRate, upper.x), tf.mul(lowerRate, lower.x))),
-        state: [tf.sub(a!, tf.add(tf.mul(upperRate, upper.y), tf.mul(lowerRate, lower.y)))]
-      }
+      return { x: tf.neg(aggregate(options, k, upper.x, lower.x)), state: [tf.sub(a!, aggregate(options, k, upper.y, lower.y))] }
     })
   }
 })

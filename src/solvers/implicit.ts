@@ -137,7 +137,7 @@ const adjointHypergradient = (
     const [gx, gy] = gradients((xx, yy) => at("upper", 0).upper(xx!, yy!), [x, y])
     const fixed = typeof problem === "function" ? undefined : problem
     const residuals = condition.transposedJacobians && fixed?.lowerLinearization?.(x, y).residuals
-    const drawn = (j: number) => fixed ?? (problem as (j: number) => BilevelProblem)(j)
+    const drawn = typeof problem === "function" ? problem : () => problem
     const products = (j: number, v: Vector) => condition.transposedJacobians?.(drawn(j), x, y, v, residuals)
     const transposedA = (v: Vector, j: number) => {
       const av = tf.tidy(() => products(j, v)?.y ?? vjp((yy) => [condition.residual(drawn(j), x, yy!)], [y], [v])[0]!)

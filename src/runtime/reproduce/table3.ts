@@ -261,7 +261,7 @@ export const table3Report = (
     `![test accuracy and F1 over outer steps](${options.plot}) (PNG: ${options.plot.replace(/svg$/, "png")})`,
     "",
     ...(failed.length === 0 ? [] : [
-      "Failed runs (a result, not a fault of the run: the method's own check stopped it):",
+      "Failed runs (a result of the experiment; the error says what stopped each one):",
       "",
       ...failed.map((r) => `- ${r.info.label}, after ${r.steps.length} outer steps: ${r.summary?.error ?? "no error recorded"}`),
       ""
