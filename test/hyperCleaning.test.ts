@@ -9,7 +9,7 @@
 import { NodeServices } from "@effect/platform-node"
 import { assert, describe, it as vitestIt, layer } from "@effect/vitest"
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect, Layer, Schema } from "effect"
+import { Effect, Exit, Fiber, Layer, Schema } from "effect"
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
 import type { BilevelProblem } from "../src/domain/Problem.ts"
@@ -436,6 +436,45 @@ layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer), { timeout: 120_000 
       const corrupt = yield* Effect.flip(table3.run({ ...options, settings: { ...settings, reportOnly: true } }))
       assert.strictEqual(corrupt._tag, "RunRecordError")
       assert.include(corrupt.message, "evaluation.json")
+    }))
+
+  it.effect("with handleSignals, a SIGINT during table3 ends the running record cleanly and starts no further run", () =>
+    Effect.gen(function*() {
+      const out = path.join(scratch, `table3-${runs++}`)
+      const settings = yield* Schema.decodeUnknownEffect(table3.settings)({
+        dataDir,
+        trainSize: 40,
+        valSize: 40,
+        testSize: 40,
+        innerSteps: 3,
+        outerSteps: 400,
+        methods: "rhg,ns",
+        convergedEvery: 0
+      })
+      const rhgDir = path.join(out, "records", "rhg")
+      const experiment = yield* Effect.forkChild(Effect.exit(table3.run({
+        out,
+        seeds: [0],
+        settings,
+        command: "bilevel reproduce table3 (test)",
+        overwrite: false,
+        progress: () => Effect.void,
+        handleSignals: true
+      })))
+      const steps = path.join(rhgDir, "steps.ndjson")
+      const recorded = () => existsSync(steps) ? readFileSync(steps, "utf8").split("\n").length - 1 : 0
+      // Real time (this suite's clock is the test clock).
+      while (recorded() < 3) yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 20)))
+      // Only the session's own listener hears it: this worker process has none of its own.
+      process.emit("SIGINT", "SIGINT")
+      const exit = yield* Fiber.join(experiment)
+      assert.isTrue(Exit.hasInterrupts(exit), "the experiment is interrupted")
+      const summary = yield* RunRecord.readSummary(rhgDir)
+      assert.strictEqual(summary?.status, "interrupted")
+      assert.strictEqual(summary?.outerSteps, recorded())
+      assert.strictEqual(process.listenerCount("SIGINT"), 0, "the listener is gone with the session")
+      assert.isFalse(existsSync(path.join(out, "records", "ns")), "NS never started")
+      assert.isFalse(existsSync(path.join(out, "README.md")), "no report from a partial record")
     }))
 
   it.effect("asking for more examples than the file holds is a DatasetError", () =>

@@ -439,6 +439,8 @@ layer(cpu)("run records", (it) => {
 })
 
 describe.concurrent("the command line", { timeout: 240_000 }, () => {
+  const dataDir = syntheticDataDir()
+
   it("SIGINT ends a run cleanly: interrupted summary, checkpoint, one line on how to resume; the resume is bit-identical", async () => {
     const dir = out("sigint")
     const args = ["--method", "iaptt-gm", "--backend", "cpu", "--set", "outerSteps=300", "--checkpoint-every", "1000"]
@@ -467,6 +469,42 @@ describe.concurrent("the command line", { timeout: 240_000 }, () => {
     const lines = (d: string) => readFileSync(path.join(d, "steps.ndjson"), "utf8").trim().split("\n").map((l) => JSON.parse(l))
     const reference = uninterrupted.stdout.match(/record: (.*)$/m)![1]!
     assert.isUndefined(firstStepDifference(lines(dir), lines(reference)))
+  })
+
+  it("SIGINT ends a reproduction cleanly: the running record is summarized, no further run starts, the same command resumes", async () => {
+    const dir = out("reproduce-sigint")
+    const args = [
+      "reproduce", "table3", "--backend", "cpu", "--out", dir,
+      ...[`dataDir=${dataDir}`, "trainSize=40", "valSize=40", "testSize=40", "innerSteps=3", "outerSteps=400"]
+        .flatMap((s) => ["--set", s]),
+      ...["methods=rhg,ns", "convergedEvery=0"].flatMap((s) => ["--set", s])
+    ]
+    const rhg = path.join(dir, "records", "rhg")
+    const { child, finished } = start(args)
+    await until(() => (existsSync(rhg) && stepLines(rhg) >= 20) || child.exitCode !== null, "20 recorded steps of RHG")
+    child.kill("SIGINT")
+    const ended = await finished
+    assert.notStrictEqual(ended.code, 0, "exit non-zero")
+    const summary = JSON.parse(readFileSync(path.join(rhg, "summary.json"), "utf8"))
+    assert.strictEqual(summary.status, "interrupted", ended.stderr)
+    assert.isBelow(summary.outerSteps, 400)
+    const advice = ended.stderr.split("\n").filter((line) => line.includes("Continue with"))
+    assert.deepStrictEqual(advice, [
+      `SIGINT after outer step ${summary.outerSteps} of 400: checkpoint and summary written. ` +
+      "Continue with: the same command without --overwrite (it resumes this record, then runs the rest)"
+    ])
+    assert.isFalse(existsSync(path.join(dir, "records", "ns")), "NS never started")
+    assert.isFalse(existsSync(path.join(dir, "README.md")), "no report from a partial record")
+    assert.deepStrictEqual(leftovers(rhg), [])
+
+    const again = await bilevel(args)
+    assert.strictEqual(again.code, 0, again.stderr)
+    assert.include(again.stderr, `rhg: 400 outer steps (resumed from step ${summary.outerSteps})`)
+    for (const method of ["rhg", "ns"]) {
+      const finalSummary = JSON.parse(readFileSync(path.join(dir, "records", method, "summary.json"), "utf8"))
+      assert.strictEqual(finalSummary.status, "completed", method)
+    }
+    assert.isTrue(existsSync(path.join(dir, "README.md")))
   })
 
   it("a resume while the run is still going is refused at once, naming the holder", async () => {

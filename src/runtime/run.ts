@@ -53,6 +53,8 @@ export interface RunRequest {
   readonly command?: ReadonlyArray<string> | undefined
   /** End cleanly on SIGINT/SIGTERM (see {@link runSession}); for a command-line process, which owns its signals. */
   readonly handleSignals?: boolean | undefined
+  /** What the line printed after such a signal says continues the run; default `bilevel resume <dir>`. */
+  readonly continueWith?: string | undefined
 }
 
 export interface RunResult {
@@ -67,6 +69,8 @@ export interface RunResult {
   readonly wallMs: number
   /** The outer step a resumed run continued from. */
   readonly resumedFrom?: number
+  /** The signal that ended the run early (with `handleSignals`); its record resumes from there. */
+  readonly signal?: NodeJS.Signals
 }
 
 /** Which of the request's task and method are values given in code, which no file records. */
@@ -120,6 +124,7 @@ interface Session {
   readonly total: number
   readonly onStep?: RunRequest["onStep"]
   readonly handleSignals?: boolean | undefined
+  readonly continueWith?: string | undefined
   /** Where a resumed session starts: the steps recorded before it, and the checkpoint they end at. */
   readonly resume?: {
     readonly steps: ReadonlyArray<StepRecord>
@@ -211,11 +216,11 @@ const sessionLoop = Effect.fnUntraced(function*(session: Session, stop: { readon
   if (interrupted) {
     yield* Console.error(
       `${stop.signal} after outer step ${records.length} of ${session.total}: checkpoint and summary written. ` +
-        `Continue with: bilevel resume ${writer.dir}`
+        `Continue with: ${session.continueWith ?? `bilevel resume ${writer.dir}`}`
     )
   }
   const final = yield* exit
-  return { final, outerSteps: records.length, wallMs }
+  return { final, outerSteps: records.length, wallMs, ...(interrupted ? { signal: stop.signal } : {}) }
 })
 
 /** Runs `request` on the provided backend; every tensor it allocates is released when it ends. */
@@ -256,7 +261,8 @@ export const run = Effect.fnUntraced(function*(request: RunRequest) {
     checkpointEvery,
     total: Math.min(settings.task.outerSteps, request.stopAfter ?? Infinity),
     onStep: request.onStep,
-    handleSignals: request.handleSignals
+    handleSignals: request.handleSignals,
+    continueWith: request.continueWith
   })
   return {
     task: task.name,
@@ -274,6 +280,7 @@ export interface ResumeRequest extends GivenInCode {
   readonly dir: string
   readonly onStep?: RunRequest["onStep"]
   readonly handleSignals?: boolean | undefined
+  readonly continueWith?: string | undefined
   /** Wait for another host's lock to go stale rather than refuse at once (a cluster runner taking a run over). */
   readonly waitForLock?: boolean | undefined
 }
@@ -316,6 +323,7 @@ export const resume = Effect.fnUntraced(function*(request: ResumeRequest) {
     total: settings.task.outerSteps,
     onStep: request.onStep,
     handleSignals: request.handleSignals,
+    continueWith: request.continueWith,
     resume: { steps, checkpoint }
   })
   return {

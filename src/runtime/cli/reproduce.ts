@@ -74,7 +74,8 @@ const experimentCommand = (experiment: Experiment) =>
         settings,
         command: commandLine(experiment.name, { out, backend: flags.backend, seeds, set: flags.set }),
         overwrite: flags.overwrite,
-        progress: (line) => Console.error(`${experiment.name} ${line}`)
+        progress: (line) => Console.error(`${experiment.name} ${line}`),
+        handleSignals: true
       }).pipe(Effect.provide(Backend.layer(flags.backend)))
       yield* Console.log(
         [

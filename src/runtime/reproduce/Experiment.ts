@@ -27,6 +27,11 @@ export interface ExperimentOptions<S> {
   readonly overwrite: boolean
   /** Receives one line per finished run (progress on a terminal). */
   readonly progress: (line: string) => Effect.Effect<void>
+  /**
+   * End a run cleanly on SIGINT/SIGTERM (see `run`'s `handleSignals`) and start no further one: the
+   * experiment is then interrupted, and its records resume where they stopped. For a command-line process.
+   */
+  readonly handleSignals?: boolean | undefined
 }
 
 /** One of an issue's acceptance bars, evaluated on the measured runs. */

@@ -22,7 +22,14 @@ export interface RunSpec {
   readonly checkpointEvery?: number | undefined
 }
 
-type Options = Pick<ExperimentOptions<unknown>, "out" | "overwrite" | "progress">
+type Options = Pick<ExperimentOptions<unknown>, "out" | "overwrite" | "progress" | "handleSignals">
+
+/**
+ * After a run that a signal ended early (its own line says how to go on), no further run starts and
+ * no report is written from the partial record: the experiment is interrupted. (On the command line
+ * the runtime's own interruption usually gets there first.)
+ */
+const stopAfterSignal = (result: RunResult | void) => result?.signal === undefined ? Effect.void : Effect.interrupt
 
 /**
  * Refuses (or, with `overwrite`, removes) run records left in the way, all before the first run, so a
@@ -56,8 +63,16 @@ export const runAll = Effect.fnUntraced(function*(specs: ReadonlyArray<RunSpec>,
   return yield* Effect.forEach(specs, (spec, i) =>
     Effect.gen(function*() {
       const dir = `${options.out}/${spec.dir}`
-      yield* run({ task: spec.task, method: spec.method, seed: spec.seed, settings: spec.settings, out: dir, label: spec.label })
-        .pipe(Effect.catchTag(["Diverged", "HypergradientFailed"], () => Effect.void))
+      const result = yield* run({
+        task: spec.task,
+        method: spec.method,
+        seed: spec.seed,
+        settings: spec.settings,
+        out: dir,
+        label: spec.label,
+        handleSignals: options.handleSignals
+      }).pipe(Effect.catchTag(["Diverged", "HypergradientFailed"], () => Effect.void))
+      yield* stopAfterSignal(result)
       const record = yield* RunRecord.read(dir)
       const status = record.summary?.status ?? "unfinished"
       const seconds = ((record.summary?.wallMs ?? 0) / 1000).toFixed(1)
@@ -80,6 +95,7 @@ export const runMissing = Effect.fnUntraced(function*(
   options: Options & Pick<ExperimentOptions<unknown>, "command">
 ) {
   const fs = yield* FileSystem.FileSystem
+  const resumeAdvice = "the same command without --overwrite (it resumes this record, then runs the rest)"
   for (const spec of specs) {
     const dir = `${options.out}/${spec.dir}`
     let unfinished = false
@@ -103,14 +119,16 @@ export const runMissing = Effect.fnUntraced(function*(
         unfinished = true
       }
     }
-    const result: RunResult | Diverged | HypergradientFailed = yield* (unfinished ? resume({ dir }) : run({
+    const result: RunResult | Diverged | HypergradientFailed = yield* (unfinished ? resume({ dir, handleSignals: options.handleSignals, continueWith: resumeAdvice }) : run({
       task: spec.task,
       method: spec.method,
       seed: spec.seed,
       settings: spec.settings,
       out: dir,
       label: spec.label,
-      checkpointEvery: spec.checkpointEvery
+      checkpointEvery: spec.checkpointEvery,
+      handleSignals: options.handleSignals,
+      continueWith: resumeAdvice
     })).pipe(Effect.catchTag(["Diverged", "HypergradientFailed"], (e) => Effect.succeed(e)))
     yield* options.progress(
       `${spec.label}: ${
@@ -119,6 +137,7 @@ export const runMissing = Effect.fnUntraced(function*(
           : `${result.outerSteps} outer steps${result.resumedFrom === undefined ? "" : ` (resumed from step ${result.resumedFrom})`} in ${(result.wallMs / 1000).toFixed(0)} s`
       }`
     )
+    if (!("_tag" in result)) yield* stopAfterSignal(result)
   }
   yield* fs.writeFileString(`${options.out}/commands.txt`, `${options.command}  # ${new Date().toISOString()}\n`, { flag: "a" })
 })
