@@ -177,6 +177,22 @@ describe("plotRuns", () => {
       assert.deepStrictEqual(panelNotes(doc), [`${names.join(" = ")}: drawn over one another (within 0.2% of the axis range)`])
     }).pipe(Effect.provide(NodeServices.layer)))
 
+  it.effect("a colour group gives paired series one colour, still told apart by dash and marker", () =>
+    Effect.gen(function*() {
+      const names = ["rhg", "rhg-warm", "ns", "ns-warm", "t-rhg"]
+      const runs = names.map((method, i) => memoryRun({ method }, (t) => i + t))
+      const strokes = (svg: string) => {
+        const lines = withClass(parseSvg(svg), "g", "mark-line").flatMap((g) => elements(g, "path"))
+        return new Map(lines.map((p) => [/series: (.*)$/.exec(String(p["@_aria-label"]))![1]!, String(p["@_stroke"])]))
+      }
+      const paired = strokes(yield* plotRuns(runs, { metrics: ["F"], colourGroup: (name) => name.replace(/-warm$/, "") }))
+      assert.strictEqual(paired.get("rhg-warm"), paired.get("rhg"))
+      assert.strictEqual(paired.get("ns-warm"), paired.get("ns"))
+      assert.strictEqual(new Set(["rhg", "ns", "t-rhg"].map((n) => paired.get(n))).size, 3)
+      const own = strokes(yield* plotRuns(runs, { metrics: ["F"] }))
+      assert.strictEqual(new Set(names.map((n) => own.get(n))).size, 5, "by default every series its own colour")
+    }).pipe(Effect.provide(NodeServices.layer)))
+
   it.effect("staggers the markers of long series, so lines drawn over one another each show theirs", () =>
     Effect.gen(function*() {
       const runs = ["a", "b"].map((method) => memoryRun({ method }, () => 1, 200))

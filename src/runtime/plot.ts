@@ -54,6 +54,11 @@ export interface PlotOptions {
    * settings that differ, seed, backend); `label` uses the runs' labels (`bilevel run --label`).
    */
   readonly legend?: "varied" | "label"
+  /**
+   * The colour group of a series, by its legend name: series of one group share a colour (a method and its
+   * warm-started twin, say) and are told apart by dash and marker. Default: every series its own colour.
+   */
+  readonly colourGroup?: (series: string) => string
 }
 
 /** A plot could not be made or written; the message says what to do. */
@@ -417,7 +422,7 @@ const spec = (panels: ReadonlyArray<PanelData>, names: ReadonlyArray<string>, op
             // Outer steps and cost counters are whole numbers.
             ...(options.x === "time" ? {} : { axis: { tickMinStep: 1 } })
           },
-          color: by(schemeCategory10)
+          color: by(colours(names, options.colourGroup))
         },
         layer: [
           ...(p.band
@@ -450,6 +455,12 @@ const wrap = (text: string, width: number): ReadonlyArray<string> =>
     else lines.push(word)
     return lines
   }, [])
+
+/** Each series' colour: its group's, in the order the groups first appear, so paired series share one. */
+const colours = (names: ReadonlyArray<string>, group: (series: string) => string = (series) => series) => {
+  const groups = [...new Set(names.map(group))]
+  return names.map((name) => schemeCategory10[groups.indexOf(group(name)) % schemeCategory10.length]!)
+}
 
 /** Vega's category10 colours, given explicitly because a scale with a custom domain needs its range. */
 const schemeCategory10 = [

@@ -308,11 +308,14 @@ const readRun = (dir: string) =>
     return evaluation === undefined ? record : { ...record, evaluation }
   })
 
+/** The method of a record's name: `ls-skip-warm` is LS's, and shares its colour in the plot. */
+const methodOf = (name: string) => name.replace(/(-skip)?(-warm)?$/, "")
+
 /** Reads every record in `OUT/records`, writes the plot and the report. */
 export const writeTable3Report = Effect.fnUntraced(function*(out: string, settings: Pick<Table3Settings, "dataset" | "net">) {
   const fs = yield* FileSystem.FileSystem
   const names = yield* fs.readDirectory(recordsDir(out)).pipe(Effect.orElseSucceed(() => [] as Array<string>))
-  const order = (m: string) => table3Methods.indexOf(m.replace(/(-skip)?(-warm)?$/, "")) + 1 || 99
+  const order = (m: string) => table3Methods.indexOf(methodOf(m)) + 1 || 99
   const runs = yield* Effect.forEach(
     [...names].sort((a, b) => order(a) - order(b) || a.localeCompare(b)),
     (name) => readRun(`${recordsDir(out)}/${name}`)
@@ -321,17 +324,19 @@ export const writeTable3Report = Effect.fnUntraced(function*(out: string, settin
     return yield* new InvalidConfig({ message: `${recordsDir(out)} holds no run records: run some methods first.` })
   }
   const plot = "accuracy-f1.svg"
-  const metrics = ["testAccuracy", "testAccuracyZ", "f1"].filter((m) =>
+  const metrics = ["testAccuracy", "testAccuracyZ", "convergedTestAccuracy", "f1"].filter((m) =>
     runs.some((r) => r.steps.some((s) => typeof s[m] === "number"))
   )
   const title = `Hyper-cleaning, ${settings.dataset}, ${settings.net} net`
   const panels = {
     testAccuracy: { title: "test accuracy after K LL steps" },
     testAccuracyZ: { title: "test accuracy at z" },
+    convergedTestAccuracy: { title: "test acc., LL trained to convergence" },
     f1: { title: "cleaning F1" }
   }
-  yield* writePlot(runs, { metrics, title, panels, legend: "label" }, `${out}/${plot}`)
-  yield* writePlot(runs, { metrics, title, panels, legend: "label" }, `${out}/${plot.replace(/svg$/, "png")}`)
+  const options = { metrics, title, panels, legend: "label" as const, colourGroup: methodOf }
+  yield* writePlot(runs, options, `${out}/${plot}`)
+  yield* writePlot(runs, options, `${out}/${plot.replace(/svg$/, "png")}`)
   const commands = yield* fs.readFileString(`${out}/commands.txt`).pipe(Effect.orElseSucceed(() => "(not recorded)"))
   const notes = yield* readNotes(out)
   // README.md, like every `bilevel reproduce` report, so a repository browser shows it.
