@@ -18,7 +18,8 @@ import { make as makeRng, Rng } from "../src/domain/Rng.ts"
 import * as Backend from "../src/runtime/Backend.ts"
 import * as Checkpoint from "../src/runtime/checkpoint.ts"
 import { evaluate } from "../src/runtime/evaluate.ts"
-import { table3, table3Report } from "../src/runtime/reproduce/table3.ts"
+import type { ExperimentOptions } from "../src/runtime/reproduce/Experiment.ts"
+import { table3, table3Report, type Table3Settings } from "../src/runtime/reproduce/table3.ts"
 import { gradcheck } from "../src/runtime/gradcheck.ts"
 import { replay, timingFields } from "../src/runtime/replay.ts"
 import { resume, run } from "../src/runtime/run.ts"
@@ -356,15 +357,22 @@ layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer), { timeout: 120_000 
       assert.isAbove(result.final["f1"] as number, 0.6)
     }))
 
+  /** Table 3 on small synthetic splits, K = 3. */
+  const table3Settings = (settings: Record<string, unknown>) =>
+    Schema.decodeUnknownEffect(table3.settings)({ dataDir, trainSize: 60, valSize: 60, testSize: 60, innerSteps: 3, ...settings })
+  const table3Options = (settings: Table3Settings, options: Partial<ExperimentOptions<Table3Settings>>): ExperimentOptions<Table3Settings> => ({
+    out: path.join(scratch, `table3-${runs++}`),
+    seeds: [0],
+    settings,
+    command: "bilevel reproduce table3 (test)",
+    overwrite: false,
+    progress: () => Effect.void,
+    ...options
+  })
+
   it.effect("reproduce table3 writes a report beside the paper's numbers, a plot, and reuses complete records", () =>
     Effect.gen(function*() {
-      const out = path.join(scratch, `table3-${runs++}`)
-      const settings = yield* Schema.decodeUnknownEffect(table3.settings)({
-        dataDir,
-        trainSize: 60,
-        valSize: 60,
-        testSize: 60,
-        innerSteps: 3,
+      const settings = yield* table3Settings({
         outerSteps: 3,
         methods: "rhg,iaptt-gm",
         warmStart: "also",
@@ -372,14 +380,8 @@ layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer), { timeout: 120_000 
         convergedMaxSteps: 25
       })
       const lines: Array<string> = []
-      const options = {
-        out,
-        seeds: [0],
-        settings,
-        command: "bilevel reproduce table3 (test)",
-        overwrite: false,
-        progress: (line: string) => Effect.sync(() => void lines.push(line))
-      }
+      const options = table3Options(settings, { progress: (line: string) => Effect.sync(() => void lines.push(line)) })
+      const out = options.out
       const result = yield* table3.run(options)
       const report = readFileSync(result.report, "utf8")
       assert.include(report, "| RHG | 3 |")
@@ -440,27 +442,11 @@ layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer), { timeout: 120_000 
 
   it.effect("with handleSignals, a SIGINT during table3 ends the running record cleanly and starts no further run", () =>
     Effect.gen(function*() {
-      const out = path.join(scratch, `table3-${runs++}`)
-      const settings = yield* Schema.decodeUnknownEffect(table3.settings)({
-        dataDir,
-        trainSize: 40,
-        valSize: 40,
-        testSize: 40,
-        innerSteps: 3,
-        outerSteps: 400,
-        methods: "rhg,ns",
-        convergedEvery: 0
-      })
+      const settings = yield* table3Settings({ outerSteps: 400, methods: "rhg,ns", convergedEvery: 0 })
+      const options = table3Options(settings, { handleSignals: true })
+      const out = options.out
       const rhgDir = path.join(out, "records", "rhg")
-      const experiment = yield* Effect.forkChild(Effect.exit(table3.run({
-        out,
-        seeds: [0],
-        settings,
-        command: "bilevel reproduce table3 (test)",
-        overwrite: false,
-        progress: () => Effect.void,
-        handleSignals: true
-      })))
+      const experiment = yield* Effect.forkChild(Effect.exit(table3.run(options)))
       const steps = path.join(rhgDir, "steps.ndjson")
       const recorded = () => existsSync(steps) ? readFileSync(steps, "utf8").split("\n").length - 1 : 0
       // Real time (this suite's clock is the test clock).

@@ -31,6 +31,20 @@ type Options = Pick<ExperimentOptions<unknown>, "out" | "overwrite" | "progress"
  */
 const stopAfterSignal = (result: RunResult | void) => result?.signal === undefined ? Effect.void : Effect.interrupt
 
+/** A fresh run of `spec` into `dir`; `continueWith` is what its line after a signal says goes on with it. */
+const runSpec = (spec: RunSpec, dir: string, options: Options, continueWith?: string) =>
+  run({
+    task: spec.task,
+    method: spec.method,
+    seed: spec.seed,
+    settings: spec.settings,
+    out: dir,
+    label: spec.label,
+    checkpointEvery: spec.checkpointEvery,
+    handleSignals: options.handleSignals,
+    continueWith
+  })
+
 /**
  * Refuses (or, with `overwrite`, removes) run records left in the way, all before the first run, so a
  * long experiment never stops halfway on a name clash. Only directories holding a run.json are removed.
@@ -63,15 +77,7 @@ export const runAll = Effect.fnUntraced(function*(specs: ReadonlyArray<RunSpec>,
   return yield* Effect.forEach(specs, (spec, i) =>
     Effect.gen(function*() {
       const dir = `${options.out}/${spec.dir}`
-      const result = yield* run({
-        task: spec.task,
-        method: spec.method,
-        seed: spec.seed,
-        settings: spec.settings,
-        out: dir,
-        label: spec.label,
-        handleSignals: options.handleSignals
-      }).pipe(Effect.catchTag(["Diverged", "HypergradientFailed"], () => Effect.void))
+      const result = yield* runSpec(spec, dir, options).pipe(Effect.catchTag(["Diverged", "HypergradientFailed"], () => Effect.void))
       yield* stopAfterSignal(result)
       const record = yield* RunRecord.read(dir)
       const status = record.summary?.status ?? "unfinished"
@@ -119,17 +125,9 @@ export const runMissing = Effect.fnUntraced(function*(
         unfinished = true
       }
     }
-    const result: RunResult | Diverged | HypergradientFailed = yield* (unfinished ? resume({ dir, handleSignals: options.handleSignals, continueWith: resumeAdvice }) : run({
-      task: spec.task,
-      method: spec.method,
-      seed: spec.seed,
-      settings: spec.settings,
-      out: dir,
-      label: spec.label,
-      checkpointEvery: spec.checkpointEvery,
-      handleSignals: options.handleSignals,
-      continueWith: resumeAdvice
-    })).pipe(Effect.catchTag(["Diverged", "HypergradientFailed"], (e) => Effect.succeed(e)))
+    const result: RunResult | Diverged | HypergradientFailed = yield* (unfinished
+      ? resume({ dir, handleSignals: options.handleSignals, continueWith: resumeAdvice })
+      : runSpec(spec, dir, options, resumeAdvice)).pipe(Effect.catchTag(["Diverged", "HypergradientFailed"], (e) => Effect.succeed(e)))
     yield* options.progress(
       `${spec.label}: ${
         "_tag" in result
