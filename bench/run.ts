@@ -5,7 +5,7 @@
  *   --only SUITE[,SUITE]     hyper-cleaning, checkpointing, truncation, toys, crossover, profile (default: all)
  *   --backend NAME[,NAME]    cpu, wasm, webgpu, tensorflow, tensorflow-gpu (default: cpu,wasm and any GPU one that loads)
  *   --net linear|mlp         hyper-cleaning nets (default: both)
- *   --method NAME[,NAME]     methods of the hyper-cleaning and toy suites (default: each suite's list)
+ *   --method NAME[,NAME]     methods of the hyper-cleaning, toy and few-shot suites (default: each suite's list)
  *   --reps N  --warmup N     timed and untimed repetitions per case (default 5 and 1)
  *   --data real|synthetic    FashionMNIST from /usr/share/datasets/fashion-mnist, or a synthetic file of
  *                            its shape (default: real when installed)

@@ -423,7 +423,7 @@ const noiseSource = (shape: readonly [number, number, number], classes: number, 
   }
 }
 
-/** The outer step: RHG, ConvNet-4 with 32 channels, 5-way 1-shot, 15 queries, meta-batch 4, K = 10. */
+/** The outer step: RHG (or --method rhg, iaptt-gm, first-order, bda, ia-gm), ConvNet-4 with 32 channels, 5-way 1-shot, 15 queries, meta-batch 4, K = 10. */
 export const fewShotSuite = (options: Options) =>
   Effect.gen(function*() {
     const rows: Array<Row> = []
@@ -435,7 +435,7 @@ export const fewShotSuite = (options: Options) =>
       yield* Effect.gen(function*() {
         const settings = Schema.decodeUnknownSync(fewShotSettings)({ trainClasses: 5, testClasses: 5, evalEvery: 0 })
         const instance = yield* fewShotInstance(yield* load, settings)
-        for (const name of options.methods?.filter((m) => ["rhg", "iaptt-gm", "first-order"].includes(m)) ?? ["rhg"]) {
+        for (const name of options.methods?.filter((m) => ["rhg", "iaptt-gm", "first-order", "bda", "ia-gm"].includes(m)) ?? ["rhg"]) {
           const method = methodByName(name)
           const solver = method.build(settings, methodSettings(method))
           const step = (t: number) => hypergradientAt(solver, instance.problem, instance.x0, instance.y0, stepKey(Random.key(0), t))

@@ -114,7 +114,7 @@ describe("the head's ‖·‖_q penalty", () => {
 })
 
 describe("the episode's head problem", () => {
-  it.each(backendNames)("its closed-form ∇_y f equals autodiff of f, in y and (differentiated once more) in φ, on %s", async (name) => {
+  it.each(backendNames)("its closed-form ∇_y f and ∇_y F equal autodiff, in y and (differentiated once more) in φ, on %s", async (name) => {
     await useBackend(name)
     installSecondOrderGradients()
     const random = make(6)
@@ -130,20 +130,25 @@ describe("the episode's head problem", () => {
       const phi = tf.tensor1d(Array.from({ length: 5 }, () => [...random.array(3, random.normal), 1]).flat())
       const y = tf.tensor1d(random.array(8, random.normal))
       const v = tf.tensor1d(random.array(8, random.normal))
-      assert.isBelow(relativeError(vectorValue(problem.lowerGradient!(phi, y)), vectorValue(tf.grad((w: tf.Tensor) => problem.lower(phi, w) as tf.Scalar)(y))), 1e-5)
-      // ∂⟨∇_y f, v⟩/∂φ, the mixed product every reverse step takes, by both routes.
-      const mixed = (gradient: (p: tf.Tensor) => tf.Tensor) => vectorValue(tf.grad((p: tf.Tensor) => tf.sum(tf.mul(gradient(p), v)) as tf.Scalar)(phi))
-      assert.isBelow(
-        relativeError(mixed((p) => problem.lowerGradient!(p, y)), mixed((p) => tf.grad((w: tf.Tensor) => problem.lower(p, w) as tf.Scalar)(y))),
-        1e-5
-      )
-      // The closed-form Hessian-vector products against autodiff of ⟨∇_y f, v⟩, with the linearization's residuals and without.
-      const linearization = problem.lowerLinearization!(phi, y)
-      assert.deepStrictEqual(vectorValue(linearization.gradient), vectorValue(problem.lowerGradient!(phi, y)))
-      const inY = vectorValue(tf.grad((w: tf.Tensor) => tf.sum(tf.mul(problem.lowerGradient!(phi, w), v)) as tf.Scalar)(y))
-      for (const product of [problem.lowerHessianVectorProduct!(phi, y, v), problem.lowerHessianVectorProduct!(phi, y, v, linearization.residuals)]) {
-        assert.isBelow(relativeError(vectorValue(product.y), inY), 1e-5)
-        assert.isBelow(relativeError(vectorValue(product.x), mixed((p) => problem.lowerGradient!(p, y))), 1e-5)
+      // f (support rows and penalty) and F (query rows) alike: BDA steps along ∇_y F.
+      const objectives = [
+        { value: problem.lower, gradient: problem.lowerGradient!, linearize: problem.lowerLinearization!, product: problem.lowerHessianVectorProduct! },
+        { value: problem.upper, gradient: problem.upperGradient!, linearize: problem.upperLinearization!, product: problem.upperHessianVectorProduct! }
+      ]
+      for (const { gradient, linearize, product, value } of objectives) {
+        assert.isBelow(relativeError(vectorValue(gradient(phi, y)), vectorValue(tf.grad((w: tf.Tensor) => value(phi, w) as tf.Scalar)(y))), 1e-5)
+        // ∂⟨∇_y ·, v⟩/∂φ, the mixed product every reverse step takes, by both routes.
+        const mixed = (of: (p: tf.Tensor) => tf.Tensor) => vectorValue(tf.grad((p: tf.Tensor) => tf.sum(tf.mul(of(p), v)) as tf.Scalar)(phi))
+        const autodiffMixed = mixed((p) => tf.grad((w: tf.Tensor) => value(p, w) as tf.Scalar)(y))
+        assert.isBelow(relativeError(mixed((p) => gradient(p, y)), autodiffMixed), 1e-5)
+        // The closed-form Hessian-vector products against autodiff, with the linearization's residuals and without.
+        const linearization = linearize(phi, y)
+        assert.deepStrictEqual(vectorValue(linearization.gradient), vectorValue(gradient(phi, y)))
+        const inY = vectorValue(tf.grad((w: tf.Tensor) => tf.sum(tf.mul(tf.grad((u: tf.Tensor) => value(phi, u) as tf.Scalar)(w), v)) as tf.Scalar)(y))
+        for (const closed of [product(phi, y, v), product(phi, y, v, linearization.residuals)]) {
+          assert.isBelow(relativeError(vectorValue(closed.y), inY), 1e-5)
+          assert.isBelow(relativeError(vectorValue(closed.x), autodiffMixed), 1e-5)
+        }
       }
     })
   })

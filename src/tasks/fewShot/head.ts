@@ -56,13 +56,16 @@ export const penaltyHessianVectorProduct = ({ epsilon, exponent, weight }: Regul
  * The episode's problem: `supportLabels` and `queryLabels` one-hot [n, N] (constants of the episode),
  * φ the flat [n_s + n_q, d + 1] rows of features and a 1.
  *
- * Its Hessian-vector products are written out too, so that a reverse step of the head is a few small
- * products with no tape. With R = (P − Y_s)/n_s, v = [V; u] and D = Φ_s [V; u] (the logits' tangent),
- * s = ⟨∇_y f, v⟩ = ⟨R, D⟩ + ⟨∇ penalty, v⟩, and the softmax Jacobian is symmetric, so
+ * Its gradients and Hessian-vector products are written out, for f and for F alike (BDA steps along
+ * ∇_y F), so that a reverse step of the head is a few small products with no tape. For the
+ * cross-entropy of rows Φ (support for f, query for F) against labels Y, with P = softmax(Φ [W; b]),
+ * R = (P − Y)/n, v = [V; u] and D = Φ [V; u] (the logits' tangent), s = ⟨∇_y CE, v⟩ = ⟨R, D⟩, and
+ * the softmax Jacobian is symmetric, so
  *
- *     ∂s/∂y = vec(Φ_sᵀ G) + ∇² penalty · v,   ∂s/∂Φ_s = R [V; u]ᵀ + G [W; b]ᵀ,   ∂s/∂Φ_q = 0,
+ *     ∂s/∂y = vec(Φᵀ G),   ∂s/∂Φ = R [V; u]ᵀ + G [W; b]ᵀ,   ∂s/∂(the other rows) = 0,
  *
- * G = (P ⊙ D − P ⊙ rowsum(P ⊙ D))/n_s, the tangent of R. A gradient step keeps P for the product.
+ * G = (P ⊙ D − P ⊙ rowsum(P ⊙ D))/n, the tangent of R; f adds its penalty's terms in y. A gradient
+ * step keeps P for the product.
  */
 export const episodeProblem = (options: {
   readonly features: number
@@ -75,31 +78,57 @@ export const episodeProblem = (options: {
   const width = options.features + 1
   const support = supportLabels.shape[0]!
   const query = queryLabels.shape[0]!
-  const rows = (phi: Vector, from: number, count: number) => tf.reshape(tf.slice(phi, from * width, count * width), [count, width])
-  /** vec(Φ_sᵀ M): the data term's gradient of ⟨M, logits⟩ in the head. */
-  const headGradient = (supportRows: tf.Tensor, m: tf.Tensor) => tf.reshape(tf.matMul(supportRows, m, true), [-1])
+  const total = support + query
+  const supportTerm = crossEntropyTerm({ width, ways, from: 0, total, labels: supportLabels })
+  const queryTerm = crossEntropyTerm({ width, ways, from: support, total, labels: queryLabels })
   const linearization = (phi: Vector, y: Vector) => {
-    const supportRows = rows(phi, 0, support)
-    const probabilities = tf.softmax(logits(supportRows, y, ways))
-    const residual = tf.div(tf.sub(probabilities, supportLabels), support)
-    return { gradient: tf.add(headGradient(supportRows, residual), penaltyGradient(regularizer, y)), residuals: [probabilities] }
+    const { gradient, residuals } = supportTerm.linearization(phi, y)
+    return { gradient: tf.add(gradient, penaltyGradient(regularizer, y)), residuals }
   }
   return {
-    lower: (phi, y) => tf.add(softmaxCrossEntropy(logits(rows(phi, 0, support), y, ways), supportLabels), penalty(regularizer, y)),
+    lower: (phi, y) => tf.add(supportTerm.value(phi, y), penalty(regularizer, y)),
     lowerGradient: (phi, y) => linearization(phi, y).gradient,
     lowerLinearization: linearization,
     lowerHessianVectorProduct: (phi, y, v, residuals) => {
-      const supportRows = rows(phi, 0, support)
-      const [probabilities] = residuals ?? linearization(phi, y).residuals
-      const pd = tf.mul(probabilities!, logits(supportRows, v, ways))
-      const tangent = tf.div(tf.sub(pd, tf.mul(probabilities!, tf.sum(pd, 1, true))), support)
-      const residual = tf.div(tf.sub(probabilities!, supportLabels), support)
-      const supportPart = tf.add(tf.matMul(residual, tf.reshape(v, [width, ways]), false, true), tf.matMul(tangent, tf.reshape(y, [width, ways]), false, true))
-      return {
-        x: tf.pad(tf.reshape(supportPart, [-1]), [[0, query * width]]),
-        y: tf.add(headGradient(supportRows, tangent), penaltyHessianVectorProduct(regularizer, y, v))
-      }
+      const product = supportTerm.hessianVectorProduct(phi, y, v, residuals)
+      return { x: product.x, y: tf.add(product.y, penaltyHessianVectorProduct(regularizer, y, v)) }
     },
-    upper: (phi, y) => softmaxCrossEntropy(logits(rows(phi, support, query), y, ways), queryLabels)
+    upper: queryTerm.value,
+    upperGradient: (phi, y) => queryTerm.linearization(phi, y).gradient,
+    upperLinearization: queryTerm.linearization,
+    upperHessianVectorProduct: queryTerm.hessianVectorProduct
   }
+}
+
+/** One mean cross-entropy, over the `labels.shape[0]` rows of φ from row `from` (of `total`), and its closed forms. */
+const crossEntropyTerm = (options: {
+  readonly width: number
+  readonly ways: number
+  readonly from: number
+  readonly total: number
+  readonly labels: tf.Tensor
+}) => {
+  const { from, labels, total, ways, width } = options
+  const count = labels.shape[0]!
+  const rowsOf = (phi: Vector) => tf.reshape(tf.slice(phi, from * width, count * width), [count, width])
+  /** vec(Φᵀ M): the gradient of ⟨M, logits⟩ in the head. */
+  const headGradient = (termRows: tf.Tensor, m: tf.Tensor) => tf.reshape(tf.matMul(termRows, m, true), [-1])
+  const linearization = (phi: Vector, y: Vector) => {
+    const termRows = rowsOf(phi)
+    const probabilities = tf.softmax(logits(termRows, y, ways))
+    return { gradient: headGradient(termRows, tf.div(tf.sub(probabilities, labels), count)), residuals: [probabilities] }
+  }
+  const hessianVectorProduct = (phi: Vector, y: Vector, v: Vector, residuals?: ReadonlyArray<tf.Tensor>) => {
+    const termRows = rowsOf(phi)
+    const [probabilities] = residuals ?? linearization(phi, y).residuals
+    const pd = tf.mul(probabilities!, logits(termRows, v, ways))
+    const tangent = tf.div(tf.sub(pd, tf.mul(probabilities!, tf.sum(pd, 1, true))), count)
+    const residual = tf.div(tf.sub(probabilities!, labels), count)
+    const rowsPart = tf.add(tf.matMul(residual, tf.reshape(v, [width, ways]), false, true), tf.matMul(tangent, tf.reshape(y, [width, ways]), false, true))
+    return {
+      x: tf.pad(tf.reshape(rowsPart, [-1]), [[from * width, (total - from - count) * width]]),
+      y: headGradient(termRows, tangent)
+    }
+  }
+  return { value: (phi: Vector, y: Vector) => softmaxCrossEntropy(logits(rowsOf(phi), y, ways), labels), linearization, hessianVectorProduct }
 }
