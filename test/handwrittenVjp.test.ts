@@ -34,15 +34,17 @@ for (const backend of ["cpu", "wasm"] as const) {
   layer(Layer.merge(Backend.layer(backend), NodeServices.layer))(`hand-written VJPs (${backend})`, (it) => {
     const gd = gradientDescent({ lr: 0.3 })
     const momentum = nesterovMomentum({ lr: 0.2, momentum: 0.6 })
+    const accelerated = fista({ lr: 0.2 })
 
     it.effect("one step: the closed form equals autodiff of the step, for x and every state entry", () =>
       Effect.sync(() => {
         const { autodiff, problem, x0 } = smoothProblem({ dimX: 3, dimY: 8 })
         const rng = makeRng(3)
         const random = () => tf.tensor1d(rng.array(8, rng.normal))
-        for (const dynamics of [gd, momentum]) {
+        for (const dynamics of [gd, momentum, accelerated]) {
           const state = dynamics.init(random()).map(() => random())
           const cotangent = state.map(() => random())
+          // Step 4: FISTA's momentum (t_4 − 1)/t_5 is far from 0 and 1.
           const fast = dynamics.vjp!(problem)!(x0, state, 4, cotangent)
           const slow = stepVjp(dynamics, autodiff)(x0, state, 4, cotangent)
           assert.isBelow(relativeError(vectorValue(fast.x), vectorValue(slow.x)), 1e-5, `${dynamics.name} x`)
@@ -52,12 +54,13 @@ for (const backend of ["cpu", "wasm"] as const) {
         }
       }))
 
-    it.effect("whole hypergradients (RHG, IA-GM with momentum, IAPTT-GM) agree with the autodiff path", () =>
+    it.effect("whole hypergradients (RHG, IA-GM with momentum and with FISTA, IAPTT-GM) agree with the autodiff path", () =>
       Effect.gen(function*() {
         const { autodiff, problem, x0, y0 } = smoothProblem({ dimX: 3, dimY: 8 })
         const solvers = [
           Solver.make(gd).pipe(Solver.take(30)),
           Solver.make(momentum).pipe(Solver.auxiliaryInit, Solver.take(30)),
+          Solver.make(accelerated).pipe(Solver.auxiliaryInit, Solver.take(30)),
           Solver.make(gd).pipe(Solver.auxiliaryInit, Solver.take(30), Solver.truncatePessimistic)
         ]
         for (const solver of solvers) {
@@ -80,12 +83,13 @@ for (const backend of ["cpu", "wasm"] as const) {
             return problem.lowerHessianVectorProduct!(x, y, v, residuals)
           }
         }
-        for (const solver of [Solver.make(gd).pipe(Solver.take(12)), Solver.make(momentum).pipe(Solver.take(12))]) {
+        for (const dynamics of [gd, momentum, accelerated]) {
+          const solver = Solver.make(dynamics).pipe(Solver.take(12))
           const fast = yield* Solver.solve(solver, strict, x0, y0)
           const slow = yield* Solver.solve(solver, autodiff, x0, y0)
           assert.isBelow(relativeError(vectorValue(fast.gradX), vectorValue(slow.gradX)), 1e-5, solver.dynamics.name)
         }
-        for (const dynamics of [gd, momentum]) assert.isDefined(dynamics.linearizedStep?.(problem), dynamics.name)
+        for (const dynamics of [gd, momentum, accelerated]) assert.isDefined(dynamics.linearizedStep?.(problem), dynamics.name)
         assert.isUndefined(gd.linearizedStep?.(autodiff))
         assert.isUndefined(gd.linearizedStep?.({ ...problem, projectY: (y) => tf.clipByValue(y, -1, 1) }))
         // Residuals that are not of the step's own point change the hypergradient: the check above can fail.
@@ -136,13 +140,16 @@ for (const backend of ["cpu", "wasm"] as const) {
         assert.isUndefined(dynamics.vjp?.({ ...autodiff, upperHessianVectorProduct: fastProblem.upperHessianVectorProduct }))
       }))
 
-    it.effect("used only where it is exact: no hook, a projection onto Y, or other dynamics fall back to autodiff", () =>
+    it.effect("used only where it is exact: no hook or a projection onto Y falls back to autodiff", () =>
       Effect.sync(() => {
         const { autodiff, problem } = smoothProblem({ dimX: 2, dimY: 2 })
         assert.isDefined(gd.vjp?.(problem))
         assert.isUndefined(gd.vjp?.(autodiff))
         assert.isUndefined(gd.vjp?.({ ...problem, projectY: (y) => tf.clipByValue(y, -1, 1) }))
-        assert.isUndefined(fista({ lr: 0.1 }).vjp?.(problem))
+        assert.isDefined(accelerated.vjp?.(problem))
+        assert.isUndefined(accelerated.vjp?.(autodiff))
+        assert.isUndefined(accelerated.vjp?.({ ...problem, projectY: (y) => tf.clipByValue(y, -1, 1) }))
+        assert.isUndefined(accelerated.linearizedStep?.({ ...problem, projectY: (y) => tf.clipByValue(y, -1, 1) }))
       }))
 
     it.effect("hyper-cleaning: closed-form Hessian-vector products equal autodiff of ∇_y f, both nets, with or without the gradient's residuals", () =>
@@ -192,13 +199,21 @@ for (const backend of ["cpu", "wasm"] as const) {
           assert.isDefined(lowerHessianVectorProduct)
           assert.isDefined(upperGradient)
           assert.isDefined(upperHessianVectorProduct)
-          for (const method of [rhg, iapttGm, iaGmA, bdaMethod]) {
-            const solver = method.build(settings, Schema.decodeUnknownSync(method.settings)({ acceleration: "nesterov" }))
+          const build = <S>(method: { build: (s: typeof settings, m: S) => Solver.Bounded; settings: Schema.Codec<S, unknown> }, chosen = {}) =>
+            method.build(settings, Schema.decodeUnknownSync(method.settings)(chosen))
+          const variants = [
+            ["rhg", build(rhg)],
+            ["iaptt-gm", build(iapttGm)],
+            ["ia-gm-a nesterov", build(iaGmA, { acceleration: "nesterov" })],
+            ["ia-gm-a fista", build(iaGmA, { acceleration: "fista" })],
+            ["bda", build(bdaMethod)]
+          ] as const
+          for (const [name, solver] of variants) {
             const fast = yield* Solver.solve(solver, instance.problem, instance.x0, instance.y0)
             const slow = yield* Solver.solve(solver, autodiff, instance.x0, instance.y0)
             assert.strictEqual(fast.kbar, slow.kbar)
-            assert.isBelow(relativeError(vectorValue(fast.gradX), vectorValue(slow.gradX)), 1e-5, `${net} ${method.name}`)
-            assert.isBelow(relativeError(vectorValue(fast.gradZ), vectorValue(slow.gradZ)), 1e-5, `${net} ${method.name}`)
+            assert.isBelow(relativeError(vectorValue(fast.gradX), vectorValue(slow.gradX)), 1e-5, `${net} ${name}`)
+            assert.isBelow(relativeError(vectorValue(fast.gradZ), vectorValue(slow.gradZ)), 1e-5, `${net} ${name}`)
           }
           // BDA's forward steps keep both objectives' linearizations, and every reverse step gets them: products that
           // refuse to recompute give the same hypergradient, bit for bit.

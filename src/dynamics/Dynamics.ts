@@ -176,15 +176,41 @@ export const nesterovMomentum = (options: { readonly lr: number; readonly moment
  * y_{k+1} = Proj_Y(u_k − α ∇f(u_k)), u_{k+1} = y_{k+1} + ((t_k − 1)/t_{k+1}) (y_{k+1} − y_k).
  * State [y_k, u_k]; t_k depends on k alone, so it is computed on the host.
  */
-export const fista = (options: { readonly lr: StepSize }): Dynamics => ({
-  name: `fista(lr=${stepSizeName(options.lr)})`,
-  init: (y0) => [y0, y0],
-  step: (problem, x, [y, u], k) => {
-    const next = projectY(problem)(tf.sub(u!, tf.mul(stepSizeAt(options.lr, k), lowerGradient(problem, x, u!, k))))
-    const momentum = (fistaT(k) - 1) / fistaT(k + 1)
-    return [next, tf.add(next, tf.mul(momentum, tf.sub(next, y!)))]
+export const fista = (options: { readonly lr: StepSize }): Dynamics => {
+  const lr = (k: number) => stepSizeAt(options.lr, k)
+  const momentum = (k: number) => (fistaT(k) - 1) / fistaT(k + 1)
+  /** [y_{k+1}, u_{k+1}] from g = ∇f(x, u_k). */
+  const advance = (g: Vector, [y, u]: State, k: number, project: (y: Vector) => Vector): State => {
+    const next = project(tf.sub(u!, tf.mul(lr(k), g)))
+    return [next, tf.add(next, tf.mul(momentum(k), tf.sub(next, y!)))]
   }
-})
+  return {
+    name: `fista(lr=${stepSizeName(options.lr)})`,
+    init: (y0) => [y0, y0],
+    step: (problem, x, state, k) => advance(lowerGradient(problem, x, state[1]!, k), state, k, projectY(problem)),
+    // The linearization is taken at u_k, where the gradient is.
+    linearizedStep: (problem) => {
+      const linearize = problem.lowerLinearization
+      return linearize !== undefined && closedFormHvp(problem) !== undefined
+        ? (x, state, k) => {
+          const { gradient, residuals } = linearize(x, state[1]!)
+          return { state: advance(gradient, state, k, identity), residuals: [residuals] }
+        }
+        : undefined
+    },
+    // y' = u − α∇f(x, u), u' = (1 + β)y' − βy: with c = a_y' + (1 + β)a_u', the cotangent of y',
+    // ā_y = −βa_u', ā_u = c − α∇²_uu f·c, ā_x = −α∇²_xu f·c.
+    vjp: (problem) => {
+      const hvp = closedFormHvp(problem)
+      return hvp && ((x, [_y, u], k, [ay, au], residuals) => {
+        const beta = momentum(k)
+        const c = tf.add(ay!, tf.mul(1 + beta, au!))
+        const h = hvp(x, u!, c, residuals?.[0])
+        return { x: tf.mul(-lr(k), h.x), state: [tf.mul(-beta, au!), tf.sub(c, tf.mul(lr(k), h.y))] }
+      })
+    }
+  }
+}
 
 const fistaTs: Array<number> = [1]
 /** t_0 = 1, t_{k+1} = (1 + √(1 + 4 t_k²)) / 2. */
