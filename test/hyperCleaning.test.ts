@@ -10,7 +10,7 @@ import { NodeServices } from "@effect/platform-node"
 import { assert, describe, it as vitestIt, layer } from "@effect/vitest"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Exit, Fiber, Layer, Schema } from "effect"
-import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
 import type { BilevelProblem } from "../src/domain/Problem.ts"
 import * as Random from "../src/domain/Random.ts"
@@ -438,6 +438,19 @@ layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer), { timeout: 120_000 
       const corrupt = yield* Effect.flip(table3.run({ ...options, settings: { ...settings, reportOnly: true } }))
       assert.strictEqual(corrupt._tag, "RunRecordError")
       assert.include(corrupt.message, "evaluation.json")
+    }))
+
+  it.effect("table3 warmStart=only runs just the warm-started twins, and refuses a method that learns y_0", () =>
+    Effect.gen(function*() {
+      const options = table3Options(yield* table3Settings({ outerSteps: 2, methods: "rhg", warmStart: "only", convergedEvery: 0 }), {})
+      yield* table3.run(options)
+      assert.deepStrictEqual(readdirSync(path.join(options.out, "records")), ["rhg-warm"])
+      const warm = yield* RunRecord.read(path.join(options.out, "records", "rhg-warm"))
+      assert.strictEqual(warm.info.config["warmStart"], true)
+      assert.strictEqual(warm.summary?.status, "completed")
+      const refused = yield* Effect.flip(table3.run({ ...options, settings: { ...options.settings, methods: "rhg,iaptt-gm" } }))
+      assert.strictEqual(refused._tag, "InvalidConfig")
+      assert.include(refused.message, "iaptt-gm learn y_0 = z")
     }))
 
   it.effect("with handleSignals, a SIGINT during table3 ends the running record cleanly and starts no further run", () =>

@@ -5,7 +5,8 @@
  * (`--set dataset=…`, `net`, `outerSteps`, `methods=a,b,…`, `reportOnly=true`, …).
  *
  * Runs each method with `run` into `OUT/records/<method>` (label = method) — and, with
- * `--set warmStart=also`, each fixed-init method again warm-started into `OUT/records/<method>-warm`, and
+ * `--set warmStart=also`, each fixed-init method again warm-started into `OUT/records/<method>-warm` (`only`:
+ * just that, so that a method and its twin can run in two processes at once), and
  * with `--set cgIndefinite=skip`, LS stepping along no negative curvature into `OUT/records/ls-skip` —
  * then writes from every run
  * record found there a Markdown report (`OUT/README.md`: our accuracy and F1 beside the paper's, the
@@ -61,9 +62,10 @@ const Settings = Schema.Struct({
     "LS where ∇²_yy f is indefinite at y_K: fail (its record says where), or step along no negative curvature, into records/ls-skip"
   ),
   warmStart: choice(
-    ["off", "also"],
+    ["off", "also", "only"],
     "off",
-    "also run every fixed-init method warm-started (y_0 = the previous outer step's y_K) into records/<method>-warm"
+    "also run every fixed-init method warm-started (y_0 = the previous outer step's y_K) into records/<method>-warm; " +
+      "only: just those (a twin in a process of its own)"
   ),
   convergedEvery: natural(
     100,
@@ -107,10 +109,23 @@ const runsOf = (chosen: ReadonlyArray<string>, s: Table3Settings) =>
     const name = skip ? "ls-skip" : method
     const settings = skip ? { cgIndefinite: "skip" } : {}
     return [
-      { method, name, settings },
-      ...(s.warmStart === "also" && !auxiliary.has(method) ? [{ method, name: `${name}-warm`, settings: { ...settings, warmStart: true } }] : [])
+      ...(s.warmStart === "only" ? [] : [{ method, name, settings }]),
+      ...(s.warmStart !== "off" && !auxiliary.has(method) ? [{ method, name: `${name}-warm`, settings: { ...settings, warmStart: true } }] : [])
     ]
   })
+
+/** `warmStart=only` with a method that learns y_0 would run nothing for it: refused, saying why. */
+const checkWarmOnly = (chosen: ReadonlyArray<string>, s: Table3Settings) => {
+  const learned = chosen.filter((m) => auxiliary.has(m))
+  return s.warmStart === "only" && learned.length > 0
+    ? Effect.fail(
+      new InvalidConfig({
+        message: `warmStart=only runs warm-started twins, and ${learned.join(", ")} learn y_0 = z, so they have none: ` +
+          "drop them from methods, or use warmStart=also."
+      })
+    )
+    : Effect.void
+}
 
 /** One run per chosen method (and warm twin), recorded in `records/<name>`. */
 const specsOf = (options: ExperimentOptions<Table3Settings>, chosen: ReadonlyArray<string>): ReadonlyArray<RunSpec> =>
@@ -373,6 +388,7 @@ export const table3 = define({
     Effect.gen(function*() {
       const started = performance.now()
       const chosen = yield* chosenMethods("table3", options.settings.methods, options.seeds)
+      yield* checkWarmOnly(chosen, options.settings)
       const fs = yield* FileSystem.FileSystem
       yield* fs.makeDirectory(options.out, { recursive: true })
       if (!options.settings.reportOnly) yield* runMissing(specsOf(options, chosen), options)
