@@ -410,6 +410,9 @@ layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer), { timeout: 120_000 
       assert.match(text, /\| RHG \| 3 \|( [^|]* \|){2} — \|/)
       assert.include(text, "| 50.00 (7 steps, `bilevel evaluate` at step 3) |")
       assert.include(text, "| -33.67 |") // the converged accuracy against the paper's IAPTT-GM (83.67)
+      // Methods the paper's Table 3 lacks get their own names and no paper figures.
+      const added = table3Report([{ ...without[0]!, info: { ...without[0]!.info, method: "ia-gm-a" } }], { dataset: "fashion-mnist", net: "linear", plot: "p.svg", commands: "" })
+      assert.match(added, /\| IA-GM\(A\) \| 3 \|( [^|]* \|){5} — \|/)
       // A killed run's record is resumed by the next invocation, to the same steps; one with other settings is refused.
       const rhgDir = path.join(out, "records", "rhg")
       const before = (yield* RunRecord.read(rhgDir)).steps

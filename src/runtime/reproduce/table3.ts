@@ -39,6 +39,9 @@ export const paperTable3: Readonly<Record<string, { readonly name: string; reado
   "iaptt-gm": { name: "IAPTT-GM", mnist: [90.88, 91.57], fashion: [83.67, 90.37] }
 }
 
+/** The names of the methods the table adds to the paper's, which it reports elsewhere. */
+const addedNames: Readonly<Record<string, string>> = { "ia-gm": "IA-GM", "ia-gm-a": "IA-GM(A)" }
+
 /** The paper's six methods, and IA-GM and IA-GM(A), which it reports elsewhere. */
 export const table3Methods = [...Object.keys(paperTable3), "ia-gm", "ia-gm-a"]
 
@@ -213,7 +216,7 @@ export const table3Report = (
     const converged = f["convergedTestAccuracy"]
     const steps = r.steps.length
     return [
-      `${paper?.name ?? r.info.method}${r.info.config["cgIndefinite"] === "skip" ? " (negative curvature skipped)" : ""}${
+      `${paper?.name ?? addedNames[r.info.method] ?? r.info.method}${r.info.config["cgIndefinite"] === "skip" ? " (negative curvature skipped)" : ""}${
         r.info.config["warmStart"] === true ? " (warm start)" : ""
       }`,
       `${steps}${r.summary?.status === "completed" ? "" : ` (${r.summary?.status ?? "stopped"}, of ${String(r.info.config["outerSteps"])})`}`,
