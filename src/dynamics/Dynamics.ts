@@ -58,6 +58,10 @@ export type StepVjp = (
 const closedFormHvp = (problem: BilevelProblem) =>
   problem.projectY === undefined ? problem.lowerHessianVectorProduct : undefined
 
+/** f's linearization, where the closed-form product that reuses its residuals applies (see above). */
+const closedFormLinearization = (problem: BilevelProblem) =>
+  closedFormHvp(problem) === undefined ? undefined : problem.lowerLinearization
+
 /** A descent direction at y: ∇_y f by default; BDA aggregates ∇_y F into it. */
 export type Direction = (problem: BilevelProblem, x: Vector, y: Vector, k: number) => Vector
 
@@ -106,8 +110,8 @@ export const fromUpdate = (rule: UpdateRule, direction: Direction = lowerGradien
  * hand-written VJP reuses it: where the problem has one and no projection (where that VJP applies).
  */
 const linearizedUpdate = (rule: UpdateRule) => (problem: BilevelProblem): LinearizedStep | undefined => {
-  const linearize = problem.lowerLinearization
-  return linearize !== undefined && closedFormHvp(problem) !== undefined
+  const linearize = closedFormLinearization(problem)
+  return linearize !== undefined
     ? (x, [y, ...aux], k) => {
       const { gradient, residuals } = linearize(x, y!)
       const [next, nextAux] = rule.update(gradient, y!, aux, k)
@@ -190,8 +194,8 @@ export const fista = (options: { readonly lr: StepSize }): Dynamics => {
     step: (problem, x, state, k) => advance(lowerGradient(problem, x, state[1]!, k), state, k, projectY(problem)),
     // The linearization is taken at u_k, where the gradient is.
     linearizedStep: (problem) => {
-      const linearize = problem.lowerLinearization
-      return linearize !== undefined && closedFormHvp(problem) !== undefined
+      const linearize = closedFormLinearization(problem)
+      return linearize !== undefined
         ? (x, state, k) => {
           const { gradient, residuals } = linearize(x, state[1]!)
           return { state: advance(gradient, state, k, identity), residuals: [residuals] }
