@@ -67,6 +67,13 @@ const outcome = (exit: Exit.Exit<unknown, { readonly _tag: string }>): string =>
   return tags.length === 1 && tags[0] === "InvalidConfig" ? "invalid" : tags.join(", ")
 }
 
+/** The other setting a refusal of `key` names as its bound ("lowerBatch 9 exceeds trainSize 5"), if it does. */
+const boundNamed = (exit: Exit.Failure<unknown, { readonly _tag: string; readonly message?: string }>, key: string, keys: ReadonlyArray<string>) => {
+  const reason = exit.cause.reasons.find(Cause.isFailReason)
+  const named = reason?.error.message?.match(new RegExp(`^${key} \\S+ exceeds (\\w+) `, "m"))?.[1]
+  return named !== undefined && named !== key && keys.includes(named) ? named : undefined
+}
+
 const decode = (task: Task, method: Method, config: Record<string, unknown>) =>
   Effect.runSyncExit(resolveSettings(task, method, config))
 
@@ -116,11 +123,23 @@ describe("the JSON Schema of `bilevel schema` agrees with the decoder", () => {
       const jsonValue = fc.oneof(fc.jsonValue(), jsonNumber, fc.constantFrom("fista", "nesterov", "sgd", "adam", "linear", "mlp", "zeros", "uniform"))
       fc.assert(
         fc.property(fc.constantFrom(...keys), jsonValue, (key, value) => {
-          const accepted = outcome(decode(task, method, { [key]: value }))
+          const exit = decode(task, method, { [key]: value })
+          const accepted = outcome(exit)
           assert.include(["ok", "invalid"], accepted)
-          assert.strictEqual(accepted === "ok", satisfies(schema[key]!, value), `${key} = ${JSON.stringify(value)}`)
+          const valid = satisfies(schema[key]!, value)
+          const bound = Exit.isFailure(exit) ? boundNamed(exit, key, keys) : undefined
+          if (valid && bound !== undefined) {
+            // A rule between settings (a minibatch within its split), which no JSON Schema property
+            // states: the value is valid alone, refused only against the other setting's default,
+            // and accepted once that setting is raised to it.
+            assert.isAbove(value as number, decoded[bound] as number, `${key} = ${value} against ${bound}`)
+            assert.strictEqual(outcome(decode(task, method, { [key]: value, [bound]: value })), "ok", `${key} = ${bound} = ${value}`)
+          } else {
+            assert.strictEqual(accepted === "ok", valid, `${key} = ${JSON.stringify(value)}`)
+          }
         }),
-        { numRuns: 200 }
+        // A huge integer for every key: valid alone wherever an integer is, so the rules between settings meet it.
+        { numRuns: 200, examples: keys.map((key) => [key, 2 ** 52] as [string, unknown]) }
       )
     })
   }

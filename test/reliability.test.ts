@@ -124,7 +124,7 @@ const mountable = (() => {
 })()
 const cpu = Layer.merge(Backend.layer("cpu"), NodeServices.layer)
 
-describe("the run lock's heartbeat", () => {
+describe("the run lock", () => {
   it.live("a holder beats its heartbeat; a waiting taker gets a lock once its beats stop, and is refused while they go on", () =>
     Effect.gen(function*() {
       const dir = out("heartbeat")
@@ -153,10 +153,10 @@ describe("the run lock's heartbeat", () => {
         )
       ))
       yield* Effect.sleep("100 millis")
-    assert.isTrue(existsSync(lock), "the other host's lock is there")
-    const waited = Date.now()
-    const refused = yield* Effect.flip(Effect.scoped(RunLock.hold(dir, { ...fast, waitForStale: true })))
-    assert.isAtLeast(Date.now() - waited, fast.staleAfterMs, "it waited for the heartbeat to lapse before refusing")
+      assert.isTrue(existsSync(lock), "the other host's lock is there")
+      const waited = Date.now()
+      const refused = yield* Effect.flip(Effect.scoped(RunLock.hold(dir, { ...fast, waitForStale: true })))
+      assert.isAtLeast(Date.now() - waited, fast.staleAfterMs, "it waited for the heartbeat to lapse before refusing")
       assert.strictEqual(refused._tag, "RunLocked")
       // Its beats stop (the machine is lost): the waiting taker takes the lock over.
       yield* Fiber.interrupt(beater)
@@ -165,6 +165,50 @@ describe("the run lock's heartbeat", () => {
         assert.deepInclude(JSON.parse(readFileSync(lock, "utf8")), { pid: process.pid, host: hostname() })
       }))
     }).pipe(Effect.provide(NodeServices.layer)))
+
+  /** Two holds of `dir`'s lock started together: how each ended, while both scopes stay open a while. */
+  const holdTwice = (dir: string) =>
+    Effect.all(
+      [0, 1].map(() => Effect.result(Effect.scoped(Effect.andThen(RunLock.hold(dir), Effect.sleep("100 millis"))))),
+      { concurrency: 2 }
+    ).pipe(Effect.map((ends) => ends.map((end) => end._tag === "Failure" ? end.failure._tag : "held").sort()))
+
+  it.live("a lock being written is never read as a torn one and taken over", () =>
+    Effect.gen(function*() {
+      const dir = out("slow-lock")
+      mkdirSync(dir)
+      // Files appear empty for a while before their bytes land: a torn-looking lock, unless it is
+      // published only once whole.
+      const slowWrites = patchedFileSystem((fs) => ({
+        writeFileString: (file, data, options) =>
+          fs.writeFileString(file, "", options).pipe(
+            Effect.andThen(Effect.sleep("30 millis")),
+            Effect.andThen(fs.writeFileString(file, data))
+          )
+      }))
+      assert.deepStrictEqual(yield* holdTwice(dir).pipe(Effect.provide(slowWrites)), ["RunLocked", "held"])
+      assert.deepStrictEqual(readdirSync(dir), [], "the lock and every private file are gone")
+    }))
+
+  it.live("of two processes taking over one stale lock, one holds it: the slower does not delete the faster's", () =>
+    Effect.gen(function*() {
+      const dir = out("stale-race")
+      mkdirSync(dir)
+      const lock = path.join(dir, "run.lock")
+      writeFileSync(lock, JSON.stringify({ pid: deadPid(), host: hostname(), since: "2026-01-01T00:00:00Z" }))
+      // The second to move or remove the stale lock is slow: it acts after the first has taken over.
+      let calls = 0
+      const slowSecond = patchedFileSystem((fs) => {
+        const later = <A, E>(file: string, act: Effect.Effect<A, E>) =>
+          file === lock && calls++ === 1 ? Effect.andThen(Effect.sleep("50 millis"), act) : act
+        return {
+          remove: (file, options) => later(file, fs.remove(file, options)),
+          rename: (from, to) => later(from, fs.rename(from, to))
+        }
+      })
+      assert.deepStrictEqual(yield* holdTwice(dir).pipe(Effect.provide(slowSecond)), ["RunLocked", "held"])
+      assert.deepStrictEqual(readdirSync(dir), [], "the lock and every private file are gone")
+    }))
 })
 
 layer(cpu)("run records", (it) => {
@@ -231,6 +275,7 @@ layer(cpu)("run records", (it) => {
         }))
         assert.isFalse(existsSync(path.join(dir, "run.lock")))
       }))
+
   })
 
   describe("atomic, honest writes", () => {

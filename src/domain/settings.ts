@@ -45,3 +45,15 @@ export const flag = (value: boolean, description: string) => withDefault(Schema.
 /** A flag that has one value for this method: any other is refused with `reason`. */
 export const fixedFlag = <V extends boolean>(value: V, description: string, reason: string) =>
   withDefault(Schema.Literal(value).annotate({ message: reason }), value, description)
+
+/**
+ * A rule between settings, which no field's own schema (nor its JSON Schema) can state: each listed
+ * setting at most its bound's value (a minibatch within its split). Refused at the setting's path,
+ * naming the bound, so raising either is the remedy.
+ */
+export const atMost = <S extends Record<string, unknown>>(bounds: ReadonlyArray<readonly [keyof S & string, keyof S & string]>) =>
+  Schema.makeFilter((s: S) =>
+    bounds.flatMap(([key, bound]) =>
+      (s[key] as number) > (s[bound] as number) ? [{ path: [key], issue: `${key} ${s[key]} exceeds ${bound} ${s[bound]}` }] : []
+    )
+  )

@@ -1,6 +1,6 @@
 /**
- * One writer per run directory. `run` and `resume` hold `run.lock` while they write: a file created
- * exclusively (O_EXCL), holding the writer's pid, host, start time and heartbeat. A second writer fails
+ * One writer per run directory. `run` and `resume` hold `run.lock` while they write: a file published
+ * whole (hard-linked into place), holding the writer's pid, host, start time and heartbeat. A second writer fails
  * with `RunLocked` naming the holder, instead of interleaving its steps with the first one's.
  *
  * A lock left by a process that died without releasing it (SIGKILL, a lost machine) is stale, and is
@@ -8,7 +8,8 @@
  * runner that died) when its heartbeat — rewritten every {@link beatEveryMs} while the lock is held —
  * is older than {@link staleAfterMs}. Hosts sharing a disk must agree on the time to within that.
  */
-import { Duration, Effect, FileSystem, Schedule, Schema } from "effect"
+import { Duration, Effect, FileSystem, Option, Schedule, Schema } from "effect"
+import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
 import { RunLocked } from "../domain/errors.ts"
 import { fileFailure, files, writeAtomically } from "./RunRecord.ts"
@@ -39,19 +40,51 @@ export const hold = Effect.fnUntraced(function*(dir: string, options: HoldOption
   const beatEvery = options.beatEveryMs ?? beatEveryMs
   const staleAfter = options.staleAfterMs ?? staleAfterMs
   const holder = me()
-  /** Creates the lock file exclusively: true when this process now holds it (released with the scope). */
+  /** A private name beside the lock, for a file on its way in or out. */
+  const privateName = () => `${path}.${randomUUID()}.tmp`
+  /**
+   * Creates the lock file: true when this process now holds it (released with the scope). Written
+   * whole under a private name, then hard-linked into place, which fails when the lock exists: a
+   * reader never finds it half-written (an empty lock, read between an exclusive open and its write,
+   * would look torn, hence stale, and be taken over from a live holder).
+   */
   const take = Effect.acquireRelease(
-    fs.writeFileString(path, JSON.stringify(holder) + "\n", { flag: "wx" }).pipe(
-      Effect.as(true),
+    Effect.gen(function*() {
+      const draft = privateName()
+      yield* fs.writeFileString(draft, JSON.stringify(holder) + "\n", { flag: "wx" })
+      return yield* fs.link(draft, path).pipe(Effect.as(true), Effect.ensuring(fs.remove(draft, { force: true }).pipe(Effect.ignore)))
+    }).pipe(
       Effect.catchIf((e) => e.reason._tag === "AlreadyExists", () => Effect.succeed(false)),
       Effect.mapError(fileFailure(path, "created"))
     ),
     (taken) => taken ? fs.remove(path, { force: true }).pipe(Effect.ignore) : Effect.void
   )
-  const current = fs.readFileString(path).pipe(
-    Effect.flatMap(Schema.decodeUnknownEffect(Schema.fromJsonString(Holder))),
-    Effect.option
+  /** The lock file's text; none when there is no lock file. */
+  const text = fs.readFileString(path).pipe(
+    Effect.map(Option.some),
+    Effect.catchIf((e) => e.reason._tag === "NotFound", () => Effect.succeedNone),
+    Effect.mapError(fileFailure(path, "read"))
   )
+  const current = fs.readFileString(path).pipe(Effect.option, Effect.map(Option.flatMap(decodeHolder)))
+  /**
+   * Removes a stale lock if it is still the one read (`seen`): moved aside first, atomically, so that
+   * of two processes taking over one stale lock, the slower puts back the faster's fresh lock rather
+   * than deleting it.
+   */
+  const removeIfUnchanged = Effect.fnUntraced(function*(seen: string) {
+    const aside = privateName()
+    const moved = yield* fs.rename(path, aside).pipe(
+      Effect.as(true),
+      Effect.catchIf((e) => e.reason._tag === "NotFound", () => Effect.succeed(false)),
+      Effect.mapError(fileFailure(path, "moved aside"))
+    )
+    if (!moved) return
+    const still = yield* fs.readFileString(aside).pipe(Effect.option)
+    if (Option.isSome(still) && still.value !== seen) {
+      yield* fs.link(aside, path).pipe(Effect.catchIf((e) => e.reason._tag === "AlreadyExists", () => Effect.void), Effect.ignore)
+    }
+    yield* fs.remove(aside, { force: true }).pipe(Effect.mapError(fileFailure(aside, "removed")))
+  })
   /** Rewrites the heartbeat while the lock is still this process's (a takeover after a long stall ends it). */
   const beat = Effect.gen(function*() {
     const now = yield* current
@@ -65,22 +98,24 @@ export const hold = Effect.fnUntraced(function*(dir: string, options: HoldOption
     Effect.ignore,
     Effect.forkScoped
   )
-  if (yield* take) return yield* Effect.asVoid(beating)
   const deadline = Date.now() + staleAfter + beatEvery
   for (;;) {
-    // Someone holds it or held it; a torn lock file (killed while writing it) is stale too.
-    const other = yield* current
-    if (other._tag === "None" || stale(other.value, holder.host, staleAfter)) break
-    // Only another host's lock can lapse while waiting: one here lives as long as its process.
-    if (!options.waitForStale || other.value.host === holder.host || Date.now() > deadline) return yield* new RunLocked({ dir, ...describe(other.value) })
-    yield* Effect.sleep(Duration.millis(beatEvery))
+    if (yield* take) return yield* Effect.asVoid(beating)
+    const seen = yield* text
+    // Released between the two: try again.
+    if (Option.isNone(seen)) continue
+    // A torn lock file (one written by a process killed while writing it) is stale too.
+    const other = decodeHolder(seen.value)
+    if (Option.isSome(other) && !stale(other.value, holder.host, staleAfter)) {
+      // Only another host's lock can lapse while waiting: one here lives as long as its process.
+      if (!options.waitForStale || other.value.host === holder.host || Date.now() > deadline) {
+        return yield* new RunLocked({ dir, ...describe(other.value) })
+      }
+      yield* Effect.sleep(Duration.millis(beatEvery))
+      continue
+    }
+    yield* removeIfUnchanged(seen.value)
   }
-  // Stale: take it over. Removing, then creating exclusively again, means that of two processes
-  // finding the same stale lock one wins and the other sees the winner's lock.
-  yield* fs.remove(path, { force: true }).pipe(Effect.mapError(fileFailure(path, "removed")))
-  if (yield* take) return yield* Effect.asVoid(beating)
-  const winner = yield* current
-  return yield* new RunLocked({ dir, ...(winner._tag === "Some" ? describe(winner.value) : { pid: -1, host: "unknown", since: "unknown" }) })
 })
 
 const Holder = Schema.Struct({
@@ -91,6 +126,8 @@ const Holder = Schema.Struct({
   beat: Schema.optional(Schema.String)
 })
 type Holder = typeof Holder.Type
+
+const decodeHolder = Schema.decodeUnknownOption(Schema.fromJsonString(Holder))
 
 const me = (): Holder => ({ pid: process.pid, host: hostname(), since: new Date().toISOString() })
 

@@ -25,7 +25,7 @@ import { Effect, Schema } from "effect"
 import { DatasetError } from "../domain/errors.ts"
 import type { BilevelProblem, Vector } from "../domain/Problem.ts"
 import { type RandomSource, Rng } from "../domain/Rng.ts"
-import { choice, count, natural, positive, rate } from "../domain/settings.ts"
+import { atMost, choice, count, natural, positive, rate } from "../domain/settings.ts"
 import { readScalar, readVector, tensorScope } from "../domain/tensors.ts"
 import { gradientDescent } from "../dynamics/Dynamics.ts"
 import { adam, type GradientTransformation, nesterovSgd, sgd } from "../solvers/optimizers.ts"
@@ -74,8 +74,8 @@ const Settings = Schema.Struct({
   ),
   zMomentum: rate(0.9, "momentum of zOptimizer=nesterov"),
   threshold: rate(0.5, "an example is kept when σ(x_i) ≥ threshold (cleaning precision / recall / F1)"),
-  lowerBatch: natural(0, "LL minibatch size: each LL step's f on this many training examples drawn afresh (0: all of them)"),
-  upperBatch: natural(0, "UL minibatch size: each outer step's F on this many validation examples drawn afresh (0: all of them)"),
+  lowerBatch: natural(0, "LL minibatch size: each LL step's f on this many training examples drawn afresh (0: all of them; at most trainSize)"),
+  upperBatch: natural(0, "UL minibatch size: each outer step's F on this many validation examples drawn afresh (0: all of them; at most valSize)"),
   metricsEvery: count(10, "record test accuracy and cleaning F1 every this many outer steps (and at the last)"),
   convergedEvery: natural(
     0,
@@ -84,10 +84,7 @@ const Settings = Schema.Struct({
   ),
   convergedTolerance: positive(1e-3, "‖∇_y f‖ at which the converged-training metric stops"),
   convergedMaxSteps: count(2000, "LL steps at most of the converged-training metric (convergedSteps says how many it took)")
-}).check(Schema.makeFilter((s) => [
-  ...(s.lowerBatch > s.trainSize ? [{ path: ["lowerBatch"], issue: `lowerBatch ${s.lowerBatch} exceeds trainSize ${s.trainSize}` }] : []),
-  ...(s.upperBatch > s.valSize ? [{ path: ["upperBatch"], issue: `upperBatch ${s.upperBatch} exceeds valSize ${s.valSize}` }] : [])
-]))
+}).check(atMost([["lowerBatch", "trainSize"], ["upperBatch", "valSize"]]))
 export type HyperCleaningSettings = typeof Settings.Type
 
 /** The optimizer that steps z under auxiliary-init. */

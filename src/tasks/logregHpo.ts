@@ -20,7 +20,7 @@ import { Effect, Schema } from "effect"
 import { DatasetError } from "../domain/errors.ts"
 import type { BilevelProblem, Vector } from "../domain/Problem.ts"
 import { make as makeRandom, type RandomSource } from "../domain/Rng.ts"
-import { choice, count, finite, natural, nonNegative, positive, rate } from "../domain/settings.ts"
+import { atMost, choice, count, finite, natural, nonNegative, positive, rate } from "../domain/settings.ts"
 import { readScalar, readVector, tensorScope } from "../domain/tensors.ts"
 import { adam, scaleByPolynomialDecay } from "../solvers/optimizers.ts"
 import { classPair, type LogregData, type LogregSplit, pairSize, synthetic, widen } from "./logreg/data.ts"
@@ -46,8 +46,8 @@ const Settings = Schema.Struct({
   signal: positive(3, "synthetic: scale of the planted weights (larger: more separable)"),
   regularization: choice(["scalar", "per-feature"], "scalar", "one λ for all of w, or one λ_j per feature"),
   lambda0: finite(-2, "initial λ (every λ_j), the log of the L2 weight e^λ"),
-  lowerBatch: natural(0, "LL minibatch size B: each draw of f takes B distinct training rows (0: the full batch)"),
-  upperBatch: natural(0, "UL minibatch size: each draw of F takes this many distinct validation rows (0: all)"),
+  lowerBatch: natural(0, "LL minibatch size B: each draw of f takes B distinct training rows (0: the full batch; at most trainSize)"),
+  upperBatch: natural(0, "UL minibatch size: each draw of F takes this many distinct validation rows (0: all; at most valSize)"),
   outerSteps: count(100, "outer (UL) steps tuning λ"),
   innerSteps: count(200, "LL steps t"),
   innerLr: positive(4, "LL step α of the map Φ(w) = w − α∇_w f: contractive while α(e^λ + L_loss) < 2 (synthetic: L_loss ≈ 0.02, so λ < −0.7 at α = 4)"),
@@ -55,10 +55,7 @@ const Settings = Schema.Struct({
   outerOptimizer: choice(["adam", "sgd"], "adam", "UL optimizer for λ: Adam, or SGD with the step outerLr/(t+1)^outerDecay"),
   outerDecay: nonNegative(0, "outerOptimizer=sgd: p of the UL step outerLr/(t+1)^p (SOBA's analysis: ½; 0: constant)"),
   metricsEvery: count(10, "record validation and test loss and accuracy every this many outer steps (and at the last)")
-}).check(Schema.makeFilter((s) => [
-  ...(s.lowerBatch > s.trainSize ? [{ path: ["lowerBatch"], issue: `lowerBatch ${s.lowerBatch} exceeds trainSize ${s.trainSize}` }] : []),
-  ...(s.upperBatch > s.valSize ? [{ path: ["upperBatch"], issue: `upperBatch ${s.upperBatch} exceeds valSize ${s.valSize}` }] : [])
-]))
+}).check(atMost([["lowerBatch", "trainSize"], ["upperBatch", "valSize"]]))
 export type LogregSettings = typeof Settings.Type
 
 /** A split's tensors: features [n, p] and labels [n, 1]. */
