@@ -339,6 +339,39 @@ layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer), { timeout: 120_000 
       assert.strictEqual(evaluation.trained["convergedSteps"], k)
       assert.strictEqual(evaluation.trained["convergedTestAccuracy"], last["convergedTestAccuracy"])
       assert.strictEqual(evaluation.trained["convergedValLoss"], last["convergedValLoss"])
+      assert.strictEqual(last["convergedFromY0Steps"], k, "y_0 never moved: the two measures are one")
+      assert.strictEqual(last["convergedFromY0TestAccuracy"], last["convergedTestAccuracy"])
+      // Warm-started, the method's y_0 is the carried iterate; the measure from the fixed y_0 is taken too.
+      const warm = yield* run({
+        task: "hyper-cleaning",
+        method: "rhg",
+        seed: 0,
+        settings: { ...settings, warmStart: true },
+        out: path.join(scratch, `run-${runs++}`),
+        checkpointEvery: 1
+      })
+      const warmLast = (yield* RunRecord.read(warm.runDir)).steps[1]!
+      const warmCheckpoint = (yield* Checkpoint.read(warm.runDir))!
+      const [warmX, carried] = [warmCheckpoint.x, warmCheckpoint.z].map((t) => {
+        const b = Buffer.from(t.data, "base64")
+        return tf.tensor1d(new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4).slice())
+      })
+      const stepsFrom = (start: tf.Tensor) => {
+        let [w, n] = [start, 0]
+        const norm = () => Math.hypot(...vectorValue(problem.lowerGradient!(warmX!, w)))
+        while (n < settings.convergedMaxSteps && small.innerLr * norm() > small.innerLr * settings.convergedTolerance) {
+          w = tf.sub(w, tf.mul(small.innerLr, problem.lowerGradient!(warmX!, w)))
+          n++
+        }
+        return n
+      }
+      const [fromCarried, fromY0] = [stepsFrom(carried!), stepsFrom(y0)]
+      assert.notStrictEqual(fromCarried, fromY0, "the two starts differ here, so the check can fail")
+      assert.strictEqual(warmLast["convergedSteps"], fromCarried)
+      assert.strictEqual(warmLast["convergedFromY0Steps"], fromY0)
+      const warmEvaluation = yield* evaluate(warm.runDir, { baseline: false })
+      assert.strictEqual(warmEvaluation.trained["convergedFromY0Steps"], fromY0)
+      assert.strictEqual(warmEvaluation.trained["convergedFromY0TestAccuracy"], warmLast["convergedFromY0TestAccuracy"])
     }).pipe(Effect.scoped))
 
   it.effect("a short IAPTT-GM run learns: validation loss falls and test accuracy beats chance", () =>
@@ -388,6 +421,7 @@ layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer), { timeout: 120_000 
       assert.include(report, "| RHG (warm start) | 3 |") // a fixed-init method's warm twin; IAPTT-GM learns z and has none
       assert.notInclude(report, "IAPTT-GM (warm start)")
       assert.include(report, "(25 steps)") // the converged-training column: tolerance not reached within 25 steps
+      assert.match(report, /\| RHG \| 3 \|( [^|]* \|){2} (\d+\.\d\d \(25 steps\)) \| \2 \|/, "from y_0 and from the fixed y_0: one measure")
       assert.include(report, "81.91 / 87.12") // the paper's FashionMNIST RHG
       assert.include(report, "not available here")
       assert.isTrue(existsSync(path.join(out, "accuracy-f1.png")) && existsSync(path.join(out, "accuracy-f1.svg")))
@@ -402,17 +436,23 @@ layer(Layer.merge(Backend.layer("cpu"), NodeServices.layer), { timeout: 120_000 
       const records = yield* Effect.forEach(["rhg", "iaptt-gm"], (m) => RunRecord.read(path.join(out, "records", m)))
       const without = records.map((r) => ({
         ...r,
-        steps: r.steps.map(({ convergedTestAccuracy: _a, convergedSteps: _s, ...step }) => step),
-        summary: r.summary && { ...r.summary, final: { ...r.summary.final, convergedTestAccuracy: undefined, convergedSteps: undefined } }
+        steps: r.steps.map(({ convergedTestAccuracy: _a, convergedSteps: _s, convergedFromY0TestAccuracy: _b, convergedFromY0Steps: _t, ...step }) => step),
+        summary: r.summary && {
+          ...r.summary,
+          final: { ...r.summary.final, convergedTestAccuracy: undefined, convergedSteps: undefined, convergedFromY0TestAccuracy: undefined, convergedFromY0Steps: undefined }
+        }
       }))
-      const evaluated = { ...without[1]!, evaluation: { step: 3, trained: { convergedTestAccuracy: 0.5, convergedSteps: 7 } } }
+      const evaluated = {
+        ...without[1]!,
+        evaluation: { step: 3, trained: { convergedTestAccuracy: 0.5, convergedSteps: 7, convergedFromY0TestAccuracy: 0.25, convergedFromY0Steps: 9 } }
+      }
       const text = table3Report([without[0]!, evaluated], { dataset: "fashion-mnist", net: "linear", plot: "p.svg", commands: "" })
-      assert.match(text, /\| RHG \| 3 \|( [^|]* \|){2} — \|/)
-      assert.include(text, "| 50.00 (7 steps, `bilevel evaluate` at step 3) |")
+      assert.match(text, /\| RHG \| 3 \|( [^|]* \|){2} — \| — \|/)
+      assert.include(text, "| 50.00 (7 steps, `bilevel evaluate` at step 3) | 25.00 (9 steps, `bilevel evaluate` at step 3) |")
       assert.include(text, "| -33.67 |") // the converged accuracy against the paper's IAPTT-GM (83.67)
       // Methods the paper's Table 3 lacks get their own names and no paper figures.
       const added = table3Report([{ ...without[0]!, info: { ...without[0]!.info, method: "ia-gm-a" } }], { dataset: "fashion-mnist", net: "linear", plot: "p.svg", commands: "" })
-      assert.match(added, /\| IA-GM\(A\) \| 3 \|( [^|]* \|){5} — \|/)
+      assert.match(added, /\| IA-GM\(A\) \| 3 \|( [^|]* \|){6} — \|/)
       // A killed run's record is resumed by the next invocation, to the same steps; one with other settings is refused.
       const rhgDir = path.join(out, "records", "rhg")
       const before = (yield* RunRecord.read(rhgDir)).steps

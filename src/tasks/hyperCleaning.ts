@@ -80,7 +80,8 @@ const Settings = Schema.Struct({
   convergedEvery: natural(
     0,
     "also train the LL to convergence at the current x (GD from the method's own y_0 until ‖∇_y f‖ ≤ convergedTolerance) " +
-      "and record that net's test accuracy (convergedTestAccuracy), every this many outer steps and at the last; 0: never"
+      "and record that net's test accuracy (convergedTestAccuracy; from the fixed y_0 too, convergedFromY0TestAccuracy, where the method's y_0 has moved), " +
+      "every this many outer steps and at the last; 0: never"
   ),
   convergedTolerance: positive(1e-3, "‖∇_y f‖ at which the converged-training metric stops"),
   convergedMaxSteps: count(2000, "LL steps at most of the converged-training metric (convergedSteps says how many it took)")
@@ -250,14 +251,27 @@ export const hyperCleaning = erase<HyperCleaningSettings>({
         Solver.stopAtResidual({ tolerance: settings.convergedTolerance * settings.innerLr, alpha: settings.innerLr }),
         Solver.take(settings.convergedMaxSteps)
       )
-      const converged = (x: Vector, z: Vector) =>
+      const converged = (x: Vector, from: Vector) =>
         Effect.gen(function*() {
-          const { k, y } = yield* Solver.lowerSolution(converging, problem, x, z)
+          const { k, y } = yield* Solver.lowerSolution(converging, problem, x, from)
           return {
             convergedTestAccuracy: yield* testAccuracy(y),
             convergedValLoss: yield* readScalar(tf.tidy(() => problem.upper(x, y))),
             convergedSteps: k
           }
+        })
+      /** Whether z has left the fixed y_0: a learned initialization (auxiliary-init), or warm start's carried iterate. */
+      const movedFromY0 = (z: Vector) => Effect.map(readScalar(tf.tidy(() => tf.cast(tf.any(tf.notEqual(z, t.y0)), "float32"))), (v) => v === 1)
+      /**
+       * The converged measure from the method's own y_0 (z), and from the fixed y_0: x's worth alone,
+       * comparable across protocols. They differ where z has moved: from warm start's carried iterate,
+       * training continues a net already trained across outer steps rather than judging x.
+       */
+      const convergedMeasures = (x: Vector, z: Vector, moved: boolean) =>
+        Effect.gen(function*() {
+          const own = yield* converged(x, z)
+          const fromY0 = moved ? yield* converged(x, t.y0) : own
+          return { ...own, convergedFromY0TestAccuracy: fromY0.convergedTestAccuracy, convergedFromY0Steps: fromY0.convergedSteps }
         })
 
       const metrics: TaskInstance["metrics"] = (step, train) =>
@@ -265,13 +279,13 @@ export const hyperCleaning = erase<HyperCleaningSettings>({
           ? tensorScope(Effect.gen(function*() {
             const { x, z } = step.after
             const trained = yield* train(x, z)
-            const learnsZ = (yield* readScalar(tf.tidy(() => tf.cast(tf.any(tf.notEqual(z, t.y0)), "float32")))) === 1
+            const moved = yield* movedFromY0(z)
             return {
               testAccuracy: yield* testAccuracy(trained),
-              ...(learnsZ ? { testAccuracyZ: yield* testAccuracy(z) } : {}),
+              ...(moved ? { testAccuracyZ: yield* testAccuracy(z) } : {}),
               valLoss: yield* readScalar(tf.tidy(() => problem.upper(x, trained))),
               ...cleaningScores(yield* readVector(x), data.clean, settings.threshold),
-              ...(convergesAt(step.before.t) ? yield* converged(x, z) : {})
+              ...(convergesAt(step.before.t) ? yield* convergedMeasures(x, z, moved) : {})
             }
           }))
           : Effect.succeed({})
@@ -283,7 +297,7 @@ export const hyperCleaning = erase<HyperCleaningSettings>({
           return {
             testAccuracyZ: yield* testAccuracy(z),
             ...cleaningScores(yield* readVector(x), data.clean, settings.threshold),
-            ...(yield* converged(x, z))
+            ...(yield* convergedMeasures(x, z, yield* movedFromY0(z)))
           }
         }))
 
@@ -297,7 +311,8 @@ export const hyperCleaning = erase<HyperCleaningSettings>({
         const pick = (keys: ReadonlyArray<string>) =>
           Object.fromEntries(keys.filter((k) => last[k] !== undefined).map((k) => [k, last[k]]))
         return {
-          ...pick(["t", "testAccuracy", "testAccuracyZ", "f1", "precision", "recall", "keptFraction", "valLoss", "convergedTestAccuracy", "convergedSteps"]),
+          ...pick(["t", "testAccuracy", "testAccuracyZ", "f1", "precision", "recall", "keptFraction", "valLoss", "convergedTestAccuracy", "convergedSteps",
+            "convergedFromY0TestAccuracy", "convergedFromY0Steps"]),
           bestTestAccuracy: best("testAccuracy"),
           ...(best("testAccuracyZ") === undefined ? {} : { bestTestAccuracyZ: best("testAccuracyZ") }),
           bestF1: best("f1"),
