@@ -9,7 +9,6 @@
  * is older than {@link staleAfterMs}. Hosts sharing a disk must agree on the time to within that.
  */
 import { Duration, Effect, FileSystem, Option, Schedule, Schema } from "effect"
-import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
 import { RunLocked } from "../domain/errors.ts"
 import { fileFailure, files, writeAtomically } from "./RunRecord.ts"
@@ -40,8 +39,8 @@ export const hold = Effect.fnUntraced(function*(dir: string, options: HoldOption
   const beatEvery = options.beatEveryMs ?? beatEveryMs
   const staleAfter = options.staleAfterMs ?? staleAfterMs
   const holder = me()
-  /** A private name beside the lock, for a file on its way in or out. */
-  const privateName = () => `${path}.${randomUUID()}.tmp`
+  /** A private name beside the lock, for a file on its way in or out (host, pid and a count: no two writers share one). */
+  const privateName = () => `${path}.${holder.host}-${holder.pid}-${privateNames++}.tmp`
   /**
    * Creates the lock file: true when this process now holds it (released with the scope). Written
    * whole under a private name, then hard-linked into place, which fails when the lock exists: a
@@ -128,6 +127,8 @@ const Holder = Schema.Struct({
 type Holder = typeof Holder.Type
 
 const decodeHolder = Schema.decodeUnknownOption(Schema.fromJsonString(Holder))
+
+let privateNames = 0
 
 const me = (): Holder => ({ pid: process.pid, host: hostname(), since: new Date().toISOString() })
 
