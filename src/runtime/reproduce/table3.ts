@@ -369,7 +369,7 @@ export const writeTable3Report = Effect.fnUntraced(function*(out: string, settin
   const panels = {
     testAccuracy: { title: "test accuracy after K LL steps" },
     testAccuracyZ: { title: "test accuracy at z" },
-    convergedTestAccuracy: { title: "test acc., LL trained to convergence" },
+    convergedTestAccuracy: { title: "test acc., converged from its y_0" },
     f1: { title: "cleaning F1" }
   }
   const options = { metrics, title, panels, legend: "label" as const, colourGroup: methodOf }
